@@ -1,0 +1,314 @@
+"""Validated, frozen configuration of the TN-NTN environment.
+
+Every number of the model is a field here. Defaults follow DESIGN.md section 4 (paper Table 1 and
+Section 4.1); the source of each physical constant is given beside it. Bad values raise
+``ValueError`` naming the field and the allowed range; unknown override keys are an error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field, fields
+
+SCENARIOS = ("sag", "ag", "uav")
+NTN_ENVIRONMENTS = ("dense_urban", "urban", "suburban")
+INVALID_ACTION_MODES = ("raise", "repair")
+
+
+def _fail(cls: str, name: str, value, allowed: str) -> None:
+    raise ValueError(f"{cls}.{name} = {value!r} is invalid; allowed: {allowed}")
+
+
+def _int_at_least(cfg, name: str, low: int) -> None:
+    v = getattr(cfg, name)
+    if isinstance(v, bool) or not isinstance(v, int) or v < low:
+        _fail(type(cfg).__name__, name, v, f"an integer >= {low}")
+
+
+def _float_in(cfg, name: str, low: float = -math.inf, high: float = math.inf,
+              low_open: bool = False) -> None:
+    v = getattr(cfg, name)
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    if ok:
+        ok = (v > low if low_open else v >= low) and v <= high
+    if not ok:
+        lo = f"({low}" if low_open else f"[{low}"
+        _fail(type(cfg).__name__, name, v, f"a finite number in {lo}, {high}]")
+
+
+def _range_dbm(cfg, name: str) -> None:
+    v = getattr(cfg, name)
+    if (not isinstance(v, tuple) or len(v) != 2
+            or not all(isinstance(x, (int, float)) and math.isfinite(x) for x in v)
+            or v[0] > v[1] or v[0] < -50 or v[1] > 80):
+        _fail(type(cfg).__name__, name, v, "a tuple (min_dbm, max_dbm) with -50 <= min <= max <= 80")
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """Topology, spectrum and powers (paper Table 1 and Section 4.1)."""
+
+    num_beams: int = 2  # B, Table 1
+    haps_per_beam: int = 1  # H, Table 1
+    regions_per_hap: int = 2  # R, Section 4.1
+    tbs_per_region: int = 2  # T_n, Section 4.1 ("2 base stations")
+    uavs_per_region: int = 1  # U, Table 1
+    users_per_region: int = 10  # K, Table 1
+    region_size_m: float = 2000.0  # Section 4.1: 2 km x 2 km regions
+    bandwidth_hz: float = 200e6  # W, Table 1
+    num_subbands: int = 10  # N, Table 1
+    carrier_hz: float = 28e9  # f_c, Section 4.1
+    time_blocks: int = 2  # T, Table 1: a subband serves up to T users per step, 1/T of the time each
+    power_levels: tuple = (0.25, 0.5, 1.0)  # fractions of the equal per-subband power share
+    satellite_altitude_m: float = 550e3  # Section 4.1
+    hap_altitude_m: float = 20e3  # Section 4.1
+    uav_altitude_m: float = 100.0  # Section 4.1
+    tbs_height_m: float = 10.0  # TR 38.901 Table 7.4.1-1, UMi: h_BS = 10 m
+    ue_height_m: float = 1.5  # TR 38.901 Table 7.4.1-1, UMi: h_UT = 1.5 m
+    satellite_power_dbm: tuple = (33.0, 45.0)  # per beam, Section 4.1
+    hap_power_dbm: tuple = (28.0, 36.0)  # per HAP, Section 4.1
+    tbs_power_dbm: tuple = (16.0, 16.0)  # per TBS, Section 4.1
+    uav_power_dbm: tuple = (8.0, 8.0)  # per UAV, Section 4.1
+    uav_step_m: float = 10.0  # Section 4.1: UAVs move in 10 m steps
+
+    def __post_init__(self) -> None:
+        for name in ("num_beams", "haps_per_beam", "regions_per_hap", "users_per_region",
+                     "num_subbands", "time_blocks"):
+            _int_at_least(self, name, 1)
+        for name in ("tbs_per_region", "uavs_per_region"):
+            _int_at_least(self, name, 0)
+        if self.tbs_per_region + self.uavs_per_region < 1:
+            _fail("NetworkConfig", "tbs_per_region", self.tbs_per_region,
+                  "tbs_per_region + uavs_per_region >= 1 (each region needs a terrestrial node)")
+        _float_in(self, "region_size_m", 50.0, 20000.0)
+        _float_in(self, "bandwidth_hz", 0.0, 1e12, low_open=True)
+        _float_in(self, "carrier_hz", 0.5e9, 100e9)
+        for name in ("satellite_altitude_m", "hap_altitude_m", "uav_altitude_m"):
+            _float_in(self, name, 10.0, 40000e3)
+        if not self.hap_altitude_m < self.satellite_altitude_m:
+            _fail("NetworkConfig", "hap_altitude_m", self.hap_altitude_m,
+                  f"below satellite_altitude_m ({self.satellite_altitude_m})")
+        _float_in(self, "tbs_height_m", 1.5, 150.0)
+        _float_in(self, "ue_height_m", 1.0, 22.5)
+        lv = self.power_levels
+        if (not isinstance(lv, tuple) or len(lv) < 1
+                or not all(isinstance(x, (int, float)) and 0 < x <= 1 for x in lv)
+                or list(lv) != sorted(set(lv))):
+            _fail("NetworkConfig", "power_levels", lv,
+                  "a non-empty, strictly increasing tuple of fractions in (0, 1]")
+        for name in ("satellite_power_dbm", "hap_power_dbm", "tbs_power_dbm", "uav_power_dbm"):
+            _range_dbm(self, name)
+        _float_in(self, "uav_step_m", 0.0, 1000.0)
+        if self.num_regions * self.users_per_region > 100_000:
+            _fail("NetworkConfig", "users_per_region", self.users_per_region,
+                  "at most 100000 users in all")
+
+    @property
+    def num_haps(self) -> int:
+        return self.num_beams * self.haps_per_beam
+
+    @property
+    def num_regions(self) -> int:
+        return self.num_haps * self.regions_per_hap
+
+    @property
+    def nodes_per_region(self) -> int:
+        return self.tbs_per_region + self.uavs_per_region
+
+    @property
+    def num_users(self) -> int:
+        return self.num_regions * self.users_per_region
+
+
+@dataclass(frozen=True)
+class ChannelConfig:
+    """Propagation, antennas and noise (DESIGN.md section 6; sources beside each field)."""
+
+    noise_density_dbm_hz: float = -174.0  # thermal noise density, Section 4.1
+    noise_figure_db: float = 7.0  # TR 38.821 Table 6.1.1.1-2, handheld UE noise figure
+    tbs_antenna_gain_dbi: float = 25.0  # DESIGN.md section 6 (mmWave array gain)
+    uav_antenna_gain_dbi: float = 20.0  # DESIGN.md section 6
+    hap_antenna_gain_dbi: float = 26.0  # DESIGN.md section 6
+    satellite_antenna_gain_dbi: float = 38.5  # TR 38.821 Table 6.1.1.1-1, Set-1 LEO-600 Ka-band
+    ue_antenna_gain_dbi: float = 0.0  # TR 38.821 Table 6.1.1.1-2, handheld
+    satellite_sidelobe_db: float = 17.6  # first side lobe of the TR 38.811 6.4.1 Bessel pattern
+    hap_sidelobe_db: float = 17.6  # same pattern applied to the HAP's per-region spot beams
+    tbs_shadowing_los_db: float = 4.0  # TR 38.901 Table 7.4.1-1, UMi LoS sigma_SF
+    tbs_shadowing_nlos_db: float = 7.82  # TR 38.901 Table 7.4.1-1, UMi NLoS sigma_SF
+    a2g_a: float = 9.61  # Al-Hourani et al. 2014, urban
+    a2g_b: float = 0.16  # Al-Hourani et al. 2014, urban
+    a2g_eta_los_db: float = 1.0  # Al-Hourani et al. 2014, urban
+    a2g_eta_nlos_db: float = 20.0  # Al-Hourani et al. 2014, urban
+    ntn_environment: str = "urban"  # TR 38.811 Tables 6.6.1-1 and 6.6.2-1..3
+    gas_zenith_db: float = 0.32  # TR 38.811 6.6.4 (ITU-R P.676 Fig. 6) zenith attenuation at 28 GHz
+    scintillation_db: float = 0.3  # TR 38.811 6.6.6.2 order of magnitude for Ka band above 20 deg
+    rician_k_tbs_db: float = 9.0  # TR 38.901 Table 7.5-6, UMi LoS K-factor mean
+    rician_k_uav_db: float = 9.0  # no 3GPP value for A2G; taken equal to the UMi LoS K-factor
+    rician_k_ntn_db: float = 9.0  # TR 38.811 Tables 6.7.2-3b, urban LoS Ka-band K-factor mean
+    fading_rho: float = 0.0  # Gauss-Markov time correlation of fading; 0 = i.i.d. block fading
+    shadowing_grid_m: float = 10.0  # TR 38.901 Table 7.5-6, UMi shadowing decorrelation 10-13 m
+    los_grid_m: float = 50.0  # TR 38.901 Table 7.6.3.1-2, UMi LoS-state correlation distance 50 m
+    large_scale_refresh_steps: int = 10  # path loss/shadowing refresh for users (UAV rows: each step)
+    area_latitude_deg: float = 37.43  # centre of the simulated area
+    area_longitude_deg: float = -122.17
+    subsatellite_latitude_deg: float = 38.5  # satellite's nadir point (elevation ~70 deg)
+    subsatellite_longitude_deg: float = -121.5
+
+    def __post_init__(self) -> None:
+        _float_in(self, "noise_density_dbm_hz", -220.0, -100.0)
+        _float_in(self, "noise_figure_db", 0.0, 30.0)
+        for name in ("tbs_antenna_gain_dbi", "uav_antenna_gain_dbi", "hap_antenna_gain_dbi",
+                     "satellite_antenna_gain_dbi", "ue_antenna_gain_dbi"):
+            _float_in(self, name, -20.0, 70.0)
+        for name in ("satellite_sidelobe_db", "hap_sidelobe_db", "tbs_shadowing_los_db",
+                     "tbs_shadowing_nlos_db", "a2g_eta_los_db", "a2g_eta_nlos_db",
+                     "gas_zenith_db", "scintillation_db"):
+            _float_in(self, name, 0.0, 100.0)
+        _float_in(self, "a2g_a", 0.0, 100.0, low_open=True)
+        _float_in(self, "a2g_b", 0.0, 10.0, low_open=True)
+        if self.ntn_environment not in NTN_ENVIRONMENTS:
+            _fail("ChannelConfig", "ntn_environment", self.ntn_environment, str(NTN_ENVIRONMENTS))
+        for name in ("rician_k_tbs_db", "rician_k_uav_db", "rician_k_ntn_db"):
+            _float_in(self, name, -100.0, 40.0)
+        _float_in(self, "fading_rho", 0.0, 1.0)
+        if self.fading_rho >= 1.0:
+            _fail("ChannelConfig", "fading_rho", self.fading_rho, "a number in [0, 1)")
+        _float_in(self, "shadowing_grid_m", 1.0, 1000.0)
+        _float_in(self, "los_grid_m", 1.0, 1000.0)
+        _int_at_least(self, "large_scale_refresh_steps", 1)
+        for name in ("area_latitude_deg", "subsatellite_latitude_deg"):
+            _float_in(self, name, -89.0, 89.0)
+        for name in ("area_longitude_deg", "subsatellite_longitude_deg"):
+            _float_in(self, name, -180.0, 180.0)
+
+
+@dataclass(frozen=True)
+class DemandConfig:
+    """Users' positions, mobility and requested rates (DESIGN.md section 6)."""
+
+    num_hotspots: int = 2  # demand hotspots drifting over the whole area
+    hotspot_user_fraction: float = 0.5  # share of users placed around a hotspot at reset
+    hotspot_radius_m: float = 300.0  # spatial spread (std) of a hotspot
+    hotspot_speed_m: float = 20.0  # hotspot drift per step (random waypoints over the area)
+    user_speed_m: float = 1.0  # user random-walk step length per step
+    base_demand_bps: float = 20e6  # requested rate of a user far from every hotspot
+    hotspot_demand_bps: float = 80e6  # extra requested rate at a hotspot's centre
+    qos_min_rate_bps: float = 2e6  # R_min of eq. (10)
+
+    def __post_init__(self) -> None:
+        _int_at_least(self, "num_hotspots", 0)
+        _float_in(self, "hotspot_user_fraction", 0.0, 1.0)
+        _float_in(self, "hotspot_radius_m", 0.0, 1e5, low_open=True)
+        _float_in(self, "hotspot_speed_m", 0.0, 1e4)
+        _float_in(self, "user_speed_m", 0.0, 1e3)
+        _float_in(self, "base_demand_bps", 0.0, 1e12, low_open=True)
+        _float_in(self, "hotspot_demand_bps", 0.0, 1e12)
+        _float_in(self, "qos_min_rate_bps", 0.0, 1e12, low_open=True)
+
+
+@dataclass(frozen=True)
+class RewardConfig:
+    """Weights and normalisation of eq. (11) (Section 4.1 weights)."""
+
+    w_spectral_efficiency: float = 1.5  # Section 4.1
+    w_fairness: float = 0.5  # Section 4.1
+    w_uav_penalty: float = 1.0  # Section 4.1 (enters with a minus sign)
+    w_qos_violation: float = 0.5  # Section 4.1 (enters with a minus sign)
+    w_rate: float = 0.0  # eq. (11)'s R_avg term, off by default as in Section 4.1
+    se_scale_bps_per_hz: float = 1.0  # eta_j is divided by this
+    rate_scale_bps: float = 20e6  # mean user rate is divided by this for the w_rate term
+
+    def __post_init__(self) -> None:
+        for name in ("w_spectral_efficiency", "w_fairness", "w_uav_penalty", "w_qos_violation",
+                     "w_rate"):
+            _float_in(self, name, 0.0, 1e6)
+        _float_in(self, "se_scale_bps_per_hz", 0.0, 1e6, low_open=True)
+        _float_in(self, "rate_scale_bps", 0.0, 1e15, low_open=True)
+
+
+@dataclass(frozen=True)
+class TimingConfig:
+    """Episode length and decision intervals (Table 1)."""
+
+    episode_steps: int = 500  # S, Table 1
+    satellite_interval: int = 50  # delta_s, Table 1
+    hap_interval: int = 10  # delta_h, Table 1
+    local_interval: int = 1  # delta_l, Table 1 (local agents act every step)
+
+    def __post_init__(self) -> None:
+        _int_at_least(self, "episode_steps", 1)
+        _int_at_least(self, "satellite_interval", 1)
+        _int_at_least(self, "hap_interval", 1)
+        if self.local_interval != 1:
+            _fail("TimingConfig", "local_interval", self.local_interval,
+                  "1 (local agents schedule users every step)")
+
+
+_SUBCONFIGS = {"network": NetworkConfig, "channel": ChannelConfig, "demand": DemandConfig,
+               "reward": RewardConfig, "timing": TimingConfig}
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    """The whole environment: scenario preset plus the five groups of fields."""
+
+    scenario: str = "sag"
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    channel: ChannelConfig = field(default_factory=ChannelConfig)
+    demand: DemandConfig = field(default_factory=DemandConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    timing: TimingConfig = field(default_factory=TimingConfig)
+    invalid_action: str = "raise"
+
+    def __post_init__(self) -> None:
+        if self.scenario not in SCENARIOS:
+            _fail("EnvConfig", "scenario", self.scenario, str(SCENARIOS))
+        if self.invalid_action not in INVALID_ACTION_MODES:
+            _fail("EnvConfig", "invalid_action", self.invalid_action, str(INVALID_ACTION_MODES))
+        for name, cls in _SUBCONFIGS.items():
+            if not isinstance(getattr(self, name), cls):
+                _fail("EnvConfig", name, getattr(self, name), f"a {cls.__name__}")
+
+    @property
+    def has_satellite_agent(self) -> bool:
+        return self.scenario == "sag"
+
+    @property
+    def has_hap_agents(self) -> bool:
+        return self.scenario in ("sag", "ag")
+
+
+_FIELD_OWNER = {f.name: group for group, cls in _SUBCONFIGS.items() for f in fields(cls)}
+
+
+def make_config(scenario: str = "sag", **overrides) -> EnvConfig:
+    """Build an :class:`EnvConfig` for a preset with flat overrides.
+
+    Overrides are field names of any group (``num_beams=3``, ``noise_figure_db=5``), a whole
+    group (``channel=ChannelConfig(...)``) or ``invalid_action``. Unknown keys raise.
+    """
+    if scenario not in SCENARIOS:
+        raise ValueError(f"scenario = {scenario!r} is unknown; allowed: {SCENARIOS}")
+    groups: dict = {}
+    per_group: dict = {g: {} for g in _SUBCONFIGS}
+    top: dict = {}
+    for key, value in overrides.items():
+        if key in _SUBCONFIGS:
+            groups[key] = value
+        elif key == "invalid_action":
+            top[key] = value
+        elif key in _FIELD_OWNER:
+            if isinstance(value, list):
+                value = tuple(value)
+            per_group[_FIELD_OWNER[key]][key] = value
+        else:
+            allowed = sorted([*_FIELD_OWNER, *_SUBCONFIGS, "invalid_action"])
+            raise ValueError(f"unknown config key {key!r}; allowed keys: {', '.join(allowed)}")
+    built = {}
+    for g, cls in _SUBCONFIGS.items():
+        base = groups.get(g, cls())
+        if not isinstance(base, cls):
+            raise ValueError(f"{g} = {base!r} is invalid; allowed: a {cls.__name__}")
+        built[g] = dataclasses.replace(base, **per_group[g]) if per_group[g] else base
+    return EnvConfig(scenario=scenario, **built, **top)

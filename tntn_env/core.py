@@ -1,0 +1,981 @@
+"""The batched TN-NTN core: all physics, masks, metrics and rewards, written once in torch.
+
+Tensors carry a leading environment dimension E and live on ``device``. The PettingZoo env, the
+trainers and the baselines are thin views of this class (DESIGN.md section 3).
+
+Per-tier action layout (each agent's action is a MultiDiscrete vector of ints):
+
+- satellite (1 agent): N positions, one per subband n; 0 = off, 1..B = hand n to beam b-1,
+  B+1 = satellite-direct (every beam transmits n in its own footprint).
+- hap i (B*H agents): R*N positions (region-major); 0 = off, 1..M = node m-1 of the region
+  (TBS first, then UAVs), M+1 = HAP-direct (the HAP's spot beam of that region serves on n).
+- local j (B*H*R agents): N*T user positions (subband-major; 0 = none, k+1 = user k of the
+  region), then N power positions (index into ``power_levels``), then U UAV moves
+  (0 stay, 1 +x, 2 -x, 3 +y, 4 -y).
+
+Masks: a HAP may hand out only subbands given to its beam; a local agent may schedule only on
+subbands held in its region (by a node, its HAP or the satellite); power is not chosen on
+satellite-direct or unavailable subbands (only the top level is allowed there).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields, replace
+
+import numpy as np
+import torch
+
+from . import channel as chn
+from . import rng
+from .config import EnvConfig, make_config
+from .topology import TX_HAP, TX_SAT, TX_TBS, TX_UAV, build_topology
+
+TIERS = ("satellite", "hap", "local")
+_UAV_MOVES = ((0.0, 0.0), (1.0, 0.0), (-1.0, 0.0), (0.0, 1.0), (0.0, -1.0))
+# Random streams (a draw = hash(env key, episode, step, stream, index)).
+_S_POWER, _S_HOT_INIT, _S_HOT_TARGET, _S_USER_HOT, _S_USER_POS = 1, 2, 3, 4, 5
+_S_WALK, _S_FADE_RE, _S_FADE_IM, _S_SHADOW, _S_LOS, _S_FADE_INIT = 6, 7, 8, 9, 10, 11
+_FIELD_CELLS = 4096  # spatial-field grid cells per axis (positions wrap beyond)
+
+
+@dataclass
+class CoreState:
+    """Everything that evolves; leading dim E. Replaced, never mutated in place."""
+
+    key: torch.Tensor  # [E] int64 32-bit env key from the seed
+    episode: torch.Tensor  # [E] int64
+    t: torch.Tensor  # [E] int64 step within the episode
+    power_w: torch.Tensor  # [E, 4] per-episode power of a TBS, UAV, HAP, satellite beam
+    field_key: torch.Tensor  # [E, P] spatial-field keys per propagation platform
+    user_xy: torch.Tensor  # [E, Ut, 2]
+    user_hot: torch.Tensor  # [E, Ut] bool: placed around a hotspot at reset
+    uav_xy: torch.Tensor  # [E, J*U, 2]
+    hot_xy: torch.Tensor  # [E, Hs, 2]
+    hot_target: torch.Tensor  # [E, Hs, 2]
+    demand_bps: torch.Tensor  # [E, Ut]
+    ls_gain: torch.Tensor  # [E, X, Ut] large-scale linear gain incl. antennas and beam pattern
+    ls_los: torch.Tensor  # [E, X, Ut] bool LoS state
+    fade: torch.Tensor  # [E, X, Ut, N, 2] scattered fading state (only when fading_rho > 0)
+    sat_choice: torch.Tensor  # [E, N] effective satellite allocation
+    hap_choice: torch.Tensor  # [E, J, N] effective HAP allocation per region
+    last_rate: torch.Tensor  # [E, Ut]
+    last_served: torch.Tensor  # [E, J] served fraction of demand
+    last_se: torch.Tensor  # [E, J]
+    last_fair: torch.Tensor  # [E, J]
+    last_inr_db: torch.Tensor  # [E, J, N] interference+noise over noise, mean over served users
+
+    def index(self, idx) -> "CoreState":
+        return CoreState(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
+
+    def repeat(self, c: int) -> "CoreState":
+        return CoreState(**{f.name: getattr(self, f.name).repeat_interleave(c, dim=0)
+                            for f in fields(self)})
+
+    def merged(self, where: torch.Tensor, other: "CoreState") -> "CoreState":
+        """Rows of ``other`` where ``where`` [E] is true, else own rows."""
+        out = {}
+        for f in fields(self):
+            a, b = getattr(self, f.name), getattr(other, f.name)
+            w = where.view(-1, *([1] * (a.dim() - 1)))
+            out[f.name] = torch.where(w, b, a)
+        return CoreState(**out)
+
+
+@dataclass
+class Scored:
+    """Result of applying one joint action to a frozen state (no state change)."""
+
+    sat_choice: torch.Tensor  # [E, N]
+    hap_choice: torch.Tensor  # [E, J, N]
+    holder: torch.Tensor  # [E, J, N] transmitter holding n in region j, -1 none
+    users: torch.Tensor  # [E, J, N, T] scheduled user of the region, -1 none
+    tx_power_w: torch.Tensor  # [E, X, N]
+    slot_sinr: torch.Tensor  # [E, J, N, T]
+    slot_inr: torch.Tensor  # [E, J, N, T] (interference + noise) / noise
+    slot_rate: torch.Tensor  # [E, J, N, T] bps
+    rate_bps: torch.Tensor  # [E, Ut]
+    uav_xy: torch.Tensor  # [E, J*U, 2] after the move
+    region: dict  # name -> [E, J]
+    rewards: dict  # tier -> [E, A]
+    voided: torch.Tensor  # [E] lower-tier choices voided by a new upper-tier allocation
+
+
+class TNTNCore:
+    """Batched TN-NTN environment core.
+
+    Args:
+        config: an :class:`EnvConfig`; or pass ``scenario`` and flat overrides.
+        num_envs: E, the number of environments stepped together.
+        device: torch device ("cpu", "cuda", ...).
+        check_actions: validate actions against ranges and masks (raise or repair per
+            ``config.invalid_action``). Trainers that sample from masked heads may turn it off.
+    """
+
+    def __init__(self, config: EnvConfig | None = None, num_envs: int = 1, device="cpu",
+                 check_actions: bool = True, scenario: str | None = None, **overrides):
+        if config is None:
+            config = make_config(scenario or "sag", **overrides)
+        elif overrides or scenario is not None:
+            raise ValueError("pass either config or scenario/overrides, not both")
+        if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
+            raise ValueError(f"num_envs = {num_envs!r} is invalid; allowed: an integer >= 1")
+        self.cfg = cfg = config
+        self.num_envs = num_envs
+        self.device = torch.device(device)
+        self.check_actions = check_actions
+        net, ch = cfg.network, cfg.channel
+        self.B, self.H, self.R = net.num_beams, net.haps_per_beam, net.regions_per_hap
+        self.I, self.J = net.num_haps, net.num_regions
+        self.N, self.T, self.K = net.num_subbands, net.time_blocks, net.users_per_region
+        self.Tn, self.U = net.tbs_per_region, net.uavs_per_region
+        self.M, self.L = net.nodes_per_region, len(net.power_levels)
+        self.Ut = net.num_users
+        self.topo = topo = build_topology(cfg, self.device)
+        self.X, self.Xt = topo.num_tx, topo.num_terrestrial
+        self.Hs = cfg.demand.num_hotspots
+        dev = self.device
+        self.noise_w = chn.noise_power_w(net.bandwidth_hz / self.N, ch.noise_figure_db,
+                                         ch.noise_density_dbm_hz)
+        self.levels = torch.tensor(net.power_levels, dtype=torch.float32, device=dev)
+        self.tiers = tuple(t for t, on in zip(TIERS, (cfg.has_satellite_agent,
+                                                      cfg.has_hap_agents, True)) if on)
+        self.num_agents = {"satellite": 1, "hap": self.I, "local": self.J}
+        self.nvec = {
+            "satellite": [self.B + 2] * self.N,
+            "hap": [self.M + 2] * (self.R * self.N),
+            "local": [self.K + 1] * (self.N * self.T) + [self.L] * self.N + [5] * self.U,
+        }
+        self._flat_sel = {}
+        for tier, nv in self.nvec.items():
+            cmax = max(nv)
+            self._flat_sel[tier] = torch.tensor(
+                [d * cmax + c for d, n in enumerate(nv) for c in range(n)], device=dev)
+        # Per-transmitter constants.
+        kind = topo.tx_kind
+        self._tx_power_col = kind.clone()  # column of state.power_w: 0 TBS, 1 UAV, 2 HAP, 3 SAT
+        k_db = torch.tensor([ch.rician_k_tbs_db, ch.rician_k_uav_db, ch.rician_k_ntn_db,
+                             ch.rician_k_ntn_db], device=dev)
+        self._tx_k_lin = chn.db_to_linear(k_db)[kind]  # [X]
+        self._tx_div = torch.where(kind == TX_SAT, float(self.H * self.R), 1.0)  # time split
+        self._tx_div = torch.cat([self._tx_div, torch.ones(1, device=dev)])  # dummy row X
+        self._num_prop = self.Xt + self.I + 1
+        self._fixed_sat = (1 + (torch.arange(self.N, device=dev) * self.B) // self.N)
+        self.state: CoreState | None = None
+        self.last: Scored | None = None
+        self._last_state: CoreState | None = None
+        self._build_obs_specs()
+
+    # ------------------------------------------------------------------ agents and spaces
+    def agent_names(self, tier: str) -> list[str]:
+        return [f"{tier}_{i}" for i in range(self.num_agents[tier])]
+
+    @property
+    def agents(self) -> list[str]:
+        return [a for t in self.tiers for a in self.agent_names(t)]
+
+    def action_size(self, tier: str) -> int:
+        return int(sum(self.nvec[tier]))
+
+    def _build_obs_specs(self) -> None:
+        N, B, J, K, M, R, U = self.N, self.B, self.J, self.K, self.M, self.R, self.U
+        inf = math.inf
+        d = self.cfg.demand
+        dem_hi = 1.0 + self.Hs * d.hotspot_demand_bps / d.base_demand_bps
+        uav_hi = 0.5 + self.cfg.timing.episode_steps * self.cfg.network.uav_step_m / \
+            self.cfg.network.region_size_m
+        self.obs_spec = {
+            "satellite": [("sat_alloc", N * (B + 2), 0, 1), ("region_demand", J, 0, dem_hi),
+                          ("region_served", J, 0, 1), ("region_se", J, 0, inf),
+                          ("region_sat_snr", J, -3, 3), ("region_tn_snr", J, -3, 3),
+                          ("timing", 2, 0, 1)],
+            "hap": [("beam_avail", N, 0, 1), ("sat_direct", N, 0, 1),
+                    ("hap_alloc", R * N * (M + 2), 0, 1), ("region_demand", R, 0, dem_hi),
+                    ("region_served", R, 0, 1), ("region_se", R, 0, inf),
+                    ("region_fair", R, 0, 1), ("node_snr", R * (M + 1), -3, 3),
+                    ("timing", 3, 0, 1)],
+            "local": [("holder_kind", N * 5, 0, 1), ("holder_snr", K * N, -3, 3),
+                      ("inr", N, -3, 3), ("user_xy", K * 2, -0.5, 0.5),
+                      ("user_demand", K, 0, dem_hi), ("user_rate", K, 0, inf),
+                      ("uav_xy", U * 2, -uav_hi, uav_hi), ("timing", 3, 0, 1)],
+        }
+
+    def obs_size(self, tier: str) -> int:
+        return sum(s[1] for s in self.obs_spec[tier])
+
+    def obs_bounds(self, tier: str) -> tuple[np.ndarray, np.ndarray]:
+        lo = np.concatenate([np.full(s[1], s[2], np.float32) for s in self.obs_spec[tier]])
+        hi = np.concatenate([np.full(s[1], s[3], np.float32) for s in self.obs_spec[tier]])
+        return lo, hi
+
+    @property
+    def state_size(self) -> int:
+        return sum(self.obs_size(t) * self.num_agents[t] for t in self.tiers)
+
+    # ------------------------------------------------------------------ randomness helpers
+    def _key(self, st_key, episode, t, stream: int):
+        return rng.mix(rng.mix(rng.mix(st_key, episode), t + 1), stream)
+
+    def _ep_key(self, st: CoreState, stream: int):
+        return rng.mix(rng.mix(st.key, st.episode), stream)
+
+    # ------------------------------------------------------------------ reset
+    def reset(self, seed=None, env_ids=None):
+        """Reset all envs (``env_ids=None``) or the given ones; returns (obs, masks).
+
+        ``seed``: int (env i gets seed + i, so env i of a batch equals a single env seeded with
+        seed + i), a sequence of E (or len(env_ids)) ints, or None (first reset: fresh entropy;
+        later: the next episode of each env's own stream).
+        """
+        E, dev = self.num_envs, self.device
+        ids = (torch.arange(E, device=dev) if env_ids is None
+               else torch.as_tensor(env_ids, dtype=torch.long, device=dev).flatten())
+        n = ids.numel()
+        if seed is None:
+            if self.state is None:
+                base = int(np.random.SeedSequence().entropy) % (2 ** 62)
+                seeds = torch.arange(n, device=dev) + base
+                key, episode = rng.seed_to_key(seeds), torch.zeros(n, dtype=torch.long, device=dev)
+            else:
+                key, episode = self.state.key[ids], self.state.episode[ids] + 1
+        else:
+            if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+                if seed < 0:
+                    raise ValueError(f"seed = {seed} is invalid; allowed: an integer >= 0")
+                seeds = torch.arange(n, device=dev) + int(seed)
+            else:
+                seeds = torch.as_tensor(np.asarray(seed, dtype=np.int64), device=dev).flatten()
+                if seeds.numel() != n or bool((seeds < 0).any()):
+                    raise ValueError(f"seed has {seeds.numel()} entries; allowed: {n} integers >= 0")
+            key, episode = rng.seed_to_key(seeds), torch.zeros(n, dtype=torch.long, device=dev)
+        fresh = self._initial_state(key, episode)
+        if self.state is None or n == E and env_ids is None:
+            self.state = fresh
+        else:
+            full = self.state.repeat(1)
+            for f in fields(CoreState):
+                getattr(full, f.name)[ids] = getattr(fresh, f.name)
+            self.state = full
+        self.last, self._last_state = None, None
+        self._masks = self.masks()
+        return self.observe(), self._masks
+
+    def _initial_state(self, key, episode) -> CoreState:
+        cfg, dev = self.cfg, self.device
+        n = key.numel()
+        J, K, N = self.J, self.K, self.N
+        zero_t = torch.zeros(n, dtype=torch.long, device=dev)
+        k0 = rng.mix(rng.mix(key, episode), 0)
+        # Per-episode powers, uniform in dBm over each tier's range (Section 4.1).
+        u = rng.uniform(rng.mix(k0, _S_POWER)[:, None], torch.arange(4, device=dev)[None])
+        rngs = [cfg.network.tbs_power_dbm, cfg.network.uav_power_dbm,
+                cfg.network.hap_power_dbm, cfg.network.satellite_power_dbm]
+        lo = torch.tensor([r[0] for r in rngs], device=dev)
+        hi = torch.tensor([r[1] for r in rngs], device=dev)
+        power_w = chn.dbm_to_watt(lo + (hi - lo) * u)
+        field_key = rng.mix(rng.mix(k0, _S_SHADOW)[:, None],
+                            torch.arange(self._num_prop, device=dev)[None])
+        w, h = self.topo.area_size_xy
+        area = torch.tensor([w, h], device=dev)
+        hot = rng.uniform(rng.mix(k0, _S_HOT_INIT)[:, None],
+                          torch.arange(2 * self.Hs, device=dev)[None]).view(n, self.Hs, 2) * area
+        target = rng.uniform(rng.mix(k0, _S_HOT_TARGET)[:, None],
+                             torch.arange(2 * self.Hs, device=dev)[None]).view(n, self.Hs, 2) * area
+        # Users: a share clustered around the point of their region nearest to a hotspot, the rest
+        # uniform over the region.
+        size = self.cfg.network.region_size_m
+        uidx = torch.arange(self.Ut, device=dev)[None]
+        kp = rng.mix(k0, _S_USER_POS)[:, None]
+        uni = torch.stack([rng.uniform(kp, 4 * uidx), rng.uniform(kp, 4 * uidx + 1)], -1)
+        gauss = torch.stack([rng.normal(kp, 4 * uidx + 2), rng.normal(kp, 4 * uidx + 3)], -1)
+        origin = self.topo.region_origin_xy[self.topo.user_region][None]  # [1, Ut, 2]
+        pos = origin + uni * size
+        kh = rng.mix(k0, _S_USER_HOT)[:, None]
+        is_hot = (rng.uniform(kh, 2 * uidx) < cfg.demand.hotspot_user_fraction) & (self.Hs > 0)
+        if self.Hs > 0:
+            which = (rng.uniform(kh, 2 * uidx + 1) * self.Hs).long().clamp(max=self.Hs - 1)
+            anchor = torch.gather(hot, 1, which[..., None].expand(-1, -1, 2))
+            anchor = torch.maximum(torch.minimum(anchor, origin + size), origin)
+            near = anchor + gauss * cfg.demand.hotspot_radius_m
+            near = torch.maximum(torch.minimum(near, origin + size), origin)
+            pos = torch.where(is_hot[..., None], near, pos)
+        uav = self.topo.uav_start_xy.reshape(1, J * self.U, 2).expand(n, -1, -1).clone()
+        zJ = torch.zeros(n, J, device=dev)
+        st = CoreState(
+            key=key, episode=episode, t=zero_t, power_w=power_w, field_key=field_key,
+            user_xy=pos, user_hot=is_hot, uav_xy=uav, hot_xy=hot, hot_target=target,
+            demand_bps=torch.zeros(n, self.Ut, device=dev),
+            ls_gain=torch.zeros(n, self.X, self.Ut, device=dev),
+            ls_los=torch.zeros(n, self.X, self.Ut, dtype=torch.bool, device=dev),
+            fade=torch.zeros(n, *((self.X, self.Ut, N, 2) if self._correlated else (0,)),
+                             device=dev),
+            sat_choice=self._fixed_sat[None].expand(n, -1).clone(),
+            hap_choice=torch.zeros(n, J, N, dtype=torch.long, device=dev),
+            last_rate=torch.zeros(n, self.Ut, device=dev), last_served=zJ, last_se=zJ,
+            last_fair=zJ, last_inr_db=torch.zeros(n, J, N, device=dev),
+        )
+        st.hap_choice = self.fixed_hap_choice(st.sat_choice)
+        st.demand_bps = self._demand(st.user_xy, st.hot_xy)
+        st.ls_gain, st.ls_los = self._large_scale(st, st.ls_gain, st.ls_los, full=True)
+        if self._correlated:
+            idx = torch.arange(self.X * self.Ut * N * 2, device=dev)[None]
+            st.fade = rng.normal(rng.mix(k0, _S_FADE_INIT)[:, None], idx).view(
+                n, self.X, self.Ut, N, 2)
+        return st
+
+    @property
+    def _correlated(self) -> bool:
+        return self.cfg.channel.fading_rho > 0.0
+
+    # ------------------------------------------------------------------ fixed rules
+    def fixed_hap_choice(self, sat_choice: torch.Tensor) -> torch.Tensor:
+        """Equal split: the k-th subband handed to a region's beam goes to node k mod M."""
+        beam = self.topo.region_beam
+        given = sat_choice[:, None, :] == (beam[None, :, None] + 1)  # [E, J, N]
+        rank = torch.cumsum(given.long(), dim=-1) - 1
+        return torch.where(given, 1 + rank % self.M, torch.zeros_like(rank))
+
+    def default_actions(self, tier: str) -> torch.Tensor:
+        """Default action per tier (difference rewards): equal split above, idle schedule below."""
+        E = self.num_envs
+        if tier == "satellite":
+            return self._fixed_sat.view(1, 1, -1).expand(E, 1, -1).clone()
+        if tier == "hap":
+            sat = self.state.sat_choice
+            return self.fixed_hap_choice(sat).view(E, self.I, self.R * self.N)
+        a = torch.zeros(E, self.J, len(self.nvec["local"]), dtype=torch.long, device=self.device)
+        a[..., self.N * self.T:self.N * self.T + self.N] = self.L - 1
+        return a
+
+    # ------------------------------------------------------------------ channel
+    def _field(self, fkey, xy, grid: float, stream: int, bilinear: bool):
+        """Spatially consistent N(0,1) (bilinear, unit variance) or U(0,1) (nearest cell) field."""
+        g = xy / grid
+        if not bilinear:
+            c = torch.floor(g).long() & (_FIELD_CELLS - 1)
+            idx = (c[..., 0] * _FIELD_CELLS + c[..., 1]) * 16 + stream
+            return rng.uniform(fkey, idx)
+        c0 = torch.floor(g)
+        f = g - c0
+        c0 = c0.long()
+        acc, wsum = 0.0, 0.0
+        for dx in (0, 1):
+            for dy in (0, 1):
+                cx = (c0[..., 0] + dx) & (_FIELD_CELLS - 1)
+                cy = (c0[..., 1] + dy) & (_FIELD_CELLS - 1)
+                wgt = (f[..., 0] if dx else 1 - f[..., 0]) * (f[..., 1] if dy else 1 - f[..., 1])
+                acc = acc + wgt * rng.normal(fkey, (cx * _FIELD_CELLS + cy) * 16 + stream)
+                wsum = wsum + wgt * wgt
+        return acc / torch.sqrt(wsum)
+
+    def _large_scale(self, st: CoreState, ls_gain, ls_los, full: bool):
+        """Large-scale gains [E, X, Ut] (linear) and LoS states; UAV rows always, others if full."""
+        cfg, topo = self.cfg, self.topo
+        net, ch = cfg.network, cfg.channel
+        fc = net.carrier_hz
+        E = st.key.numel()
+        J, M, Tn, U = self.J, self.M, self.Tn, self.U
+        ue = st.user_xy[:, None]  # [E, 1, Ut, 2]
+        ls_gain, ls_los = ls_gain.clone(), ls_los.clone()
+        node_rows = torch.arange(self.Xt, device=self.device).view(J, M)
+
+        def fields_at(prop_ids, xy_t):
+            fk = st.field_key[:, prop_ids][..., None]  # [E, P, 1]
+            z = self._field(fk, xy_t, ch.shadowing_grid_m, _S_SHADOW, bilinear=True)
+            u = self._field(fk, xy_t, ch.los_grid_m, _S_LOS, bilinear=False)
+            return z, u
+
+        if U > 0:
+            rows = node_rows[:, Tn:].reshape(-1)
+            d2 = torch.linalg.vector_norm(st.uav_xy[:, :, None] - ue, dim=-1)
+            dh = net.uav_altitude_m - net.ue_height_m
+            d3 = torch.sqrt(d2 * d2 + dh * dh)
+            el = chn.elevation_deg(d2, torch.full_like(d2, dh))
+            _, u = fields_at(topo.tx_prop_id[rows], ue.expand(-1, rows.numel(), -1, -1))
+            los = u < chn.a2g_los_probability(el, ch.a2g_a, ch.a2g_b)
+            pl = chn.fspl_db(d3, fc) + torch.where(los, ch.a2g_eta_los_db, ch.a2g_eta_nlos_db)
+            gain_db = ch.uav_antenna_gain_dbi + ch.ue_antenna_gain_dbi - pl
+            ls_gain[:, rows] = chn.db_to_linear(gain_db)
+            ls_los[:, rows] = los
+        if not full:
+            return ls_gain, ls_los
+        if Tn > 0:
+            rows = node_rows[:, :Tn].reshape(-1)
+            tbs = topo.tbs_xy.reshape(-1, 2)[None, :, None]  # [1, J*Tn, 1, 2]
+            d2 = torch.linalg.vector_norm(tbs - ue, dim=-1)
+            dh = net.tbs_height_m - net.ue_height_m
+            d3 = torch.sqrt(d2 * d2 + dh * dh)
+            z, u = fields_at(topo.tx_prop_id[rows], ue.expand(-1, rows.numel(), -1, -1))
+            los = u < chn.umi_los_probability(d2)
+            pl = chn.umi_pathloss_db(d2, d3, fc, net.tbs_height_m, net.ue_height_m, los)
+            sf = z * torch.where(los, ch.tbs_shadowing_los_db, ch.tbs_shadowing_nlos_db)
+            gain_db = ch.tbs_antenna_gain_dbi + ch.ue_antenna_gain_dbi - pl - sf
+            ls_gain[:, rows] = chn.db_to_linear(gain_db)
+            ls_los[:, rows] = los
+        env = ch.ntn_environment
+        # HAPs: one propagation per platform, expanded to its R spot beams.
+        hap = topo.hap_xy[None, :, None]  # [1, I, 1, 2]
+        d2 = torch.linalg.vector_norm(hap - ue, dim=-1)  # [E, I, Ut]
+        dh = net.hap_altitude_m - net.ue_height_m
+        d3 = torch.sqrt(d2 * d2 + dh * dh)
+        el = chn.elevation_deg(d2, torch.full_like(d2, dh))
+        z, u = fields_at(self.Xt + torch.arange(self.I, device=self.device),
+                         ue.expand(-1, self.I, -1, -1))
+        hap_db, hap_los = self._ntn_gain_db(d3, el, z, u, ch.hap_antenna_gain_dbi, env)
+        spot_hap = topo.region_hap  # spot j belongs to HAP region_hap[j]
+        own = topo.user_region[None, :] == torch.arange(J, device=self.device)[:, None]  # [J, Ut]
+        spot_db = hap_db[:, spot_hap] - torch.where(own, 0.0, ch.hap_sidelobe_db)[None]
+        ls_gain[:, self.Xt:self.Xt + J] = chn.db_to_linear(spot_db)
+        ls_los[:, self.Xt:self.Xt + J] = hap_los[:, spot_hap]
+        # Satellite: geometry per region (TR 38.811 slant range), one field for all beams.
+        el = topo.sat_elevation_deg[topo.user_region][None, None].expand(E, 1, -1)
+        d3 = topo.sat_slant_range_m[topo.user_region][None, None].expand(E, 1, -1)
+        z, u = fields_at(torch.tensor([self.Xt + self.I], device=self.device), ue)
+        sat_db, sat_los = self._ntn_gain_db(d3, el, z, u, ch.satellite_antenna_gain_dbi, env)
+        beam_own = topo.region_beam[topo.user_region][None] == torch.arange(
+            self.B, device=self.device)[:, None]  # [B, Ut]
+        beam_db = sat_db - torch.where(beam_own, 0.0, ch.satellite_sidelobe_db)[None]
+        ls_gain[:, self.Xt + J:] = chn.db_to_linear(beam_db)
+        ls_los[:, self.Xt + J:] = sat_los.expand(-1, self.B, -1)
+        return ls_gain, ls_los
+
+    def _ntn_gain_db(self, d3, el, z, u, tx_gain_dbi, env):
+        ch = self.cfg.channel
+        los = u < chn.ntn_los_probability(el, env)
+        pl = (chn.fspl_db(d3, self.cfg.network.carrier_hz)
+              + z * chn.ntn_shadowing_sigma_db(el, los, env)
+              + chn.ntn_clutter_loss_db(el, los, env)
+              + chn.gas_loss_db(el, ch.gas_zenith_db) + ch.scintillation_db)
+        return tx_gain_dbi + ch.ue_antenna_gain_dbi - pl, los
+
+    def _gain(self, st: CoreState, tx, user, n):
+        """Linear channel gain of links (tx, user, subband) at the state's realisation.
+
+        ``tx``, ``user``, ``n`` broadcast to a shape [E, ...]; tx must be a valid index < X.
+        Only these links are drawn (counter-based), so every caller sees the same values.
+        """
+        E = st.key.numel()
+        shape = torch.broadcast_shapes(tx.shape, user.shape, n.shape)
+        tx, user, n = tx.expand(shape), user.expand(shape), n.expand(shape)
+        pair = (tx * self.Ut + user).reshape(E, -1)
+        ls = torch.gather(st.ls_gain.reshape(E, -1), 1, pair).view(shape)
+        los = torch.gather(st.ls_los.reshape(E, -1), 1, pair).view(shape)
+        kf = torch.where(los, self._tx_k_lin[tx], torch.zeros((), device=self.device))
+        link = pair.view(shape) * self.N + n
+        if self._correlated:
+            fl = st.fade.reshape(E, -1, 2)
+            li = link.reshape(E, -1, 1).expand(-1, -1, 2)
+            xy = torch.gather(fl, 1, li).view(*shape, 2)
+            x, y = xy[..., 0], xy[..., 1]
+        else:
+            kt = self._key(st.key, st.episode, st.t, 0).view(E, *([1] * (len(shape) - 1)))
+            x = rng.normal(rng.mix(kt, _S_FADE_RE), link)
+            y = rng.normal(rng.mix(kt, _S_FADE_IM), link)
+        mu = torch.sqrt(kf / (kf + 1.0))
+        s = torch.sqrt(0.5 / (kf + 1.0))
+        return ls * ((mu + s * x) ** 2 + (s * y) ** 2)
+
+    def _demand(self, user_xy, hot_xy):
+        d = self.cfg.demand
+        dem = torch.full(user_xy.shape[:2], d.base_demand_bps, device=self.device)
+        if self.Hs == 0:
+            return dem
+        r2 = ((user_xy[:, :, None] - hot_xy[:, None]) ** 2).sum(-1)
+        return dem + d.hotspot_demand_bps * torch.exp(-r2 / (2 * d.hotspot_radius_m ** 2)).sum(-1)
+
+    # ------------------------------------------------------------------ allocation and masks
+    def _allocation(self, sat_choice, hap_choice):
+        """Holder per (region, subband) and availability flags from effective choices."""
+        topo, M = self.topo, self.M
+        beam = topo.region_beam[None, :, None]
+        sat_direct = (sat_choice == self.B + 1)[:, None, :].expand(-1, self.J, -1)
+        beam_has = sat_choice[:, None, :] == beam + 1  # [E, J, N]
+        j = torch.arange(self.J, device=self.device)[None, :, None]
+        node_tx = j * M + (hap_choice - 1)
+        holder = torch.where(beam_has & (hap_choice >= 1) & (hap_choice <= M), node_tx, -1)
+        holder = torch.where(beam_has & (hap_choice == M + 1), self.Xt + j, holder)
+        holder = torch.where(sat_direct, self.Xt + self.J + beam, holder)
+        return holder, beam_has, sat_direct
+
+    def _masks_from(self, sat_choice, hap_choice) -> dict:
+        E, N, J, I, R = sat_choice.shape[0], self.N, self.J, self.I, self.R
+        holder, beam_has, sat_direct = self._allocation(sat_choice, hap_choice)
+        out = {}
+        if "satellite" in self.tiers:
+            m = torch.ones(E, 1, N * (self.B + 2), dtype=torch.bool, device=self.device)
+            out["satellite"] = m
+        if "hap" in self.tiers:
+            m = torch.zeros(E, J, N, self.M + 2, dtype=torch.bool, device=self.device)
+            m[..., 0] = True
+            m[..., 1:] = beam_has[..., None]
+            out["hap"] = m.view(E, I, R * N * (self.M + 2))
+        avail = holder >= 0
+        cm = max(self.K + 1, self.L, 5)
+        m = torch.zeros(E, J, len(self.nvec["local"]), cm, dtype=torch.bool, device=self.device)
+        nt = N * self.T
+        users = m[:, :, :nt].view(E, J, N, self.T, cm)
+        users[..., 0] = True
+        users[..., 1:self.K + 1] = avail[..., None, None]
+        power = m[:, :, nt:nt + N]
+        power[..., self.L - 1] = True
+        power[..., :self.L - 1] = (avail & ~sat_direct)[..., None]
+        m[:, :, nt + N:, :5] = True
+        out["local"] = m.view(E, J, -1)[..., self._flat_sel["local"]]
+        return out
+
+    def masks(self) -> dict:
+        """Flat binary masks per tier [E, agents, sum(nvec)] for the current state."""
+        return self._masks_from(self.state.sat_choice, self.state.hap_choice)
+
+    def decides(self, st: CoreState | None = None) -> dict:
+        """Which tiers decide on the current step, per env ([E] bool each)."""
+        st = st or self.state
+        tm = self.cfg.timing
+        return {"satellite": st.t % tm.satellite_interval == 0,
+                "hap": st.t % tm.hap_interval == 0,
+                "local": torch.ones_like(st.t, dtype=torch.bool)}
+
+    def _upper_choices(self, st, actions, dec):
+        """Effective satellite and HAP choices after this step's decisions (with voiding)."""
+        E = st.key.numel()
+        if "satellite" in self.tiers and "satellite" in actions:
+            sat = torch.where(dec["satellite"][:, None], actions["satellite"].view(E, self.N),
+                              st.sat_choice)
+        else:
+            sat = st.sat_choice
+        if "hap" in self.tiers:
+            hap = st.hap_choice
+            if "hap" in actions:
+                hap = torch.where(dec["hap"][:, None, None],
+                                  actions["hap"].view(E, self.J, self.N), hap)
+            beam_has = sat[:, None, :] == self.topo.region_beam[None, :, None] + 1
+            bad = (hap != 0) & ~beam_has
+            hap = torch.where(bad, 0, hap)
+            voided = bad.sum((1, 2))
+        else:
+            hap = self.fixed_hap_choice(sat)
+            voided = torch.zeros(E, dtype=torch.long, device=self.device)
+        return sat, hap, voided
+
+    def masks_for(self, actions: dict) -> dict:
+        """Masks of the lower tiers after the given upper-tier actions take effect this step.
+
+        For top-down sampling within one step (a centralised agent, or HDRL sequencing its
+        tiers): pass ``{"satellite": a_s}`` to get HAP and local masks consistent with a_s, then
+        add ``"hap"`` to get local masks consistent with both.
+        """
+        sat, hap, _ = self._upper_choices(self.state, actions, self.decides())
+        return self._masks_from(sat, hap)
+
+    # ------------------------------------------------------------------ action checking
+    def _check(self, actions: dict, masks: dict) -> tuple[dict, torch.Tensor]:
+        E = self.num_envs
+        out, repaired = {}, torch.zeros(E, dtype=torch.long, device=self.device)
+        for tier in self.tiers:
+            if tier not in actions:
+                raise ValueError(f"missing actions for tier {tier!r}; expected a tensor of shape "
+                                 f"[{E}, {self.num_agents[tier]}, {len(self.nvec[tier])}]")
+            a = actions[tier]
+            shape = (E, self.num_agents[tier], len(self.nvec[tier]))
+            if not torch.is_tensor(a) or a.dtype not in (torch.int64, torch.int32, torch.int16,
+                                                         torch.int8, torch.uint8):
+                raise ValueError(f"actions[{tier!r}] must be an integer tensor; got "
+                                 f"{getattr(a, 'dtype', type(a).__name__)}")
+            if tuple(a.shape) != shape:
+                raise ValueError(f"actions[{tier!r}] has shape {tuple(a.shape)}; expected {shape}")
+            a = a.to(self.device, torch.long)
+            if not self.check_actions:
+                out[tier] = a
+                continue
+            nv = torch.tensor(self.nvec[tier], device=self.device)
+            offs = torch.cumsum(nv, 0) - nv
+            in_range = (a >= 0) & (a < nv)
+            flat = (offs + a.clamp(min=0).minimum(nv - 1))
+            allowed = torch.gather(masks[tier], 2, flat) & in_range
+            if bool(allowed.all()):
+                out[tier] = a
+                continue
+            if self.cfg.invalid_action == "raise":
+                e, ag, pos = (int(v) for v in torch.nonzero(~allowed)[0])
+                val = int(a[e, ag, pos])
+                opts = masks[tier][e, ag, int(offs[pos]):int(offs[pos] + nv[pos])]
+                ok = torch.nonzero(opts).flatten().tolist()
+                why = ("is out of range" if not bool(in_range[e, ag, pos])
+                       else "is forbidden by the action mask")
+                raise ValueError(
+                    f"action of agent '{tier}_{ag}' (env {e}) at position {pos} "
+                    f"({self.describe_position(tier, pos)}) = {val} {why}; allowed: {ok}")
+            # repair: replace each bad entry by the first allowed choice of its position
+            first = torch.stack([torch.argmax(masks[tier][..., int(o):int(o) + int(k)].long(), -1)
+                                 for o, k in zip(offs, nv)], dim=-1)
+            out[tier] = torch.where(allowed, a, first)
+            repaired += (~allowed).sum((1, 2))
+        unknown = set(actions) - set(self.tiers)
+        if unknown:
+            raise ValueError(f"actions for unknown tiers {sorted(unknown)}; this scenario has "
+                             f"tiers {list(self.tiers)}")
+        return out, repaired
+
+    def describe_position(self, tier: str, pos: int) -> str:
+        N, T = self.N, self.T
+        if tier == "satellite":
+            return f"subband {pos}: 0 off, 1..{self.B} beam, {self.B + 1} satellite-direct"
+        if tier == "hap":
+            return (f"region {pos // N} of the HAP, subband {pos % N}: 0 off, 1..{self.M} node, "
+                    f"{self.M + 1} HAP-direct")
+        if pos < N * T:
+            return f"user for subband {pos // T}, time block {pos % T}: 0 none, k+1 user k"
+        if pos < N * T + N:
+            return f"power level for subband {pos - N * T}"
+        return f"move of UAV {pos - N * T - N}: 0 stay, 1 +x, 2 -x, 3 +y, 4 -y"
+
+    # ------------------------------------------------------------------ scoring (pure)
+    def _score(self, st: CoreState, actions: dict, dec: dict) -> Scored:
+        E, J, N, T, K, X = st.key.numel(), self.J, self.N, self.T, self.K, self.X
+        dev, net, rw = self.device, self.cfg.network, self.cfg.reward
+        sat, hap, voided = self._upper_choices(st, actions, dec)
+        holder, _, sat_direct = self._allocation(sat, hap)
+        loc = actions["local"].view(E, J, -1)
+        nt = N * T
+        users = loc[..., :nt].view(E, J, N, T) - 1
+        bad = (users >= 0) & (holder[..., None] < 0)
+        voided = voided + bad.sum((1, 2, 3))
+        users = torch.where(bad, -1, users)
+        level = torch.where(sat_direct, 1.0, self.levels[loc[..., nt:nt + N]])
+        served = users >= 0
+        active = served.any(-1) & (holder >= 0)  # [E, J, N]
+        # Power: a physical platform's power split equally over the (region, subband) streams it
+        # holds; a satellite beam's over its satellite-direct subbands.
+        hidx = torch.where(holder >= 0, holder, X)  # dummy row X
+        cnt = self._stream_counts(holder)
+        p_share = st.power_w[:, self._tx_power_col] / cnt.clamp(min=1.0)  # [E, X]
+        p_share = torch.cat([p_share, torch.zeros(E, 1, device=dev)], 1)
+        p_jn = torch.gather(p_share, 1, hidx.view(E, -1)).view(E, J, N) * level
+        p_jn = torch.where(active, p_jn, 0.0)
+        aidx = torch.where(active, hidx, X)
+        txp = torch.zeros(E, X + 1, N, device=dev).scatter_(
+            1, aidx, p_jn)  # duplicates (a satellite beam over its regions) write equal values
+        txp[:, X] = 0.0
+        # Interferers on subband n: one entry per active transmitter (first region it holds n in).
+        same = aidx[:, :, None, :] == aidx[:, None, :, :]  # [E, J', J'', N]
+        earlier = torch.tril(torch.ones(J, J, dtype=torch.bool, device=dev), -1)
+        dup = (same & earlier[None, :, :, None]).any(2)
+        cand = torch.where(active & ~dup, aidx, X)  # [E, J', N]
+        # Slots (j, n, t) x candidates j' (+ the serving transmitter as the last column).
+        j_ar = torch.arange(J, device=dev)
+        u_glob = (j_ar[None, :, None, None] * K + users.clamp(min=0))  # [E, J, N, T]
+        c = torch.cat([cand.transpose(1, 2)[:, None, :, None, :].expand(E, J, N, T, J),
+                       hidx[..., None, None].expand(E, J, N, T, 1)], dim=-1)  # [E,J,N,T,J+1]
+        n_ar = torch.arange(N, device=dev).view(1, 1, N, 1, 1)
+        c_safe = c.clamp(max=X - 1)
+        g = self._gain(st, c_safe, u_glob[..., None], n_ar)
+        pw = torch.gather(txp.view(E, -1), 1, (c * N + n_ar).reshape(E, -1)).view(c.shape)
+        rx = g * pw
+        sig = rx[..., J]
+        interf = (rx[..., :J] * (c[..., :J] != c[..., J:])).sum(-1)
+        inr = 1.0 + interf / self.noise_w
+        sinr = torch.where(served, sig / (interf + self.noise_w), 0.0)
+        div = self._tx_div[hidx][..., None]
+        slot_rate = (net.bandwidth_hz / N) / (T * div) * torch.log2(1.0 + sinr)
+        slot_rate = torch.where(served, slot_rate, 0.0)
+        rate = torch.zeros(E, self.Ut, device=dev).scatter_add_(
+            1, u_glob.reshape(E, -1), slot_rate.reshape(E, -1))
+        # UAV moves (penalty on the new positions, eq. (5)).
+        uav_xy = st.uav_xy
+        if self.U > 0:
+            mv = torch.tensor(_UAV_MOVES, device=dev)[loc[..., nt + N:]]  # [E, J, U, 2]
+            uav_xy = uav_xy + mv.view(E, J * self.U, 2) * net.uav_step_m
+        region = self._region_metrics(rate, st.demand_bps, uav_xy)
+        region["utilisation"] = active.float().mean(-1)
+        region["served_slots"] = served.float().sum((2, 3))
+        r = region["reward"]
+        rewards = {"satellite": r.mean(1, keepdim=True),
+                   "hap": r.view(E, self.I, self.R).mean(-1), "local": r}
+        rewards = {t: rewards[t] for t in self.tiers}
+        return Scored(sat, hap, holder, users, txp[:, :X], sinr, torch.where(served, inr, 0.0),
+                      slot_rate, rate, uav_xy, region, rewards, voided)
+
+    def _region_metrics(self, rate, demand, uav_xy) -> dict:
+        """Eqs. (5), (8)-(11) per region; rates [E, Ut]."""
+        E, J, K = rate.shape[0], self.J, self.K
+        rw, d, net = self.cfg.reward, self.cfg.demand, self.cfg.network
+        r = rate.view(E, J, K)
+        tot = r.sum(-1)
+        se = tot / net.bandwidth_hz
+        sq = (r * r).sum(-1)
+        fair = torch.where(sq > 0, tot * tot / (K * sq.clamp(min=1e-30)), 0.0)
+        qos = (d.qos_min_rate_bps - r.min(-1).values).clamp(min=0.0)
+        thr = torch.minimum(r, demand.view(E, J, K)).sum(-1)
+        if self.U > 0:
+            o = self.topo.region_origin_xy.repeat_interleave(self.U, 0)[None]
+            out = ((uav_xy < o) | (uav_xy > o + net.region_size_m)).any(-1).float()
+            pen = out.view(E, J, self.U).mean(-1)
+        else:
+            pen = torch.zeros(E, J, device=self.device)
+        reward = (rw.w_spectral_efficiency * se / rw.se_scale_bps_per_hz + rw.w_fairness * fair
+                  - rw.w_uav_penalty * pen - rw.w_qos_violation * qos / d.qos_min_rate_bps
+                  + rw.w_rate * tot / K / rw.rate_scale_bps)
+        return {"reward": reward, "spectral_efficiency": se, "fairness": fair,
+                "qos_violation_bps": qos, "uav_penalty": pen, "throughput_bps": thr,
+                "sum_rate_bps": tot, "demand_bps": demand.view(E, J, K).sum(-1)}
+
+    # ------------------------------------------------------------------ step
+    def step(self, actions: dict, auto_reset: bool = False) -> dict:
+        """Apply one joint action, advance the state, return a dict of batched results.
+
+        Keys: ``obs``, ``masks`` (tier dicts), ``rewards`` (tier -> [E, agents]), ``truncated``
+        [E] bool, ``metrics`` (name -> [E], system level), ``region`` (name -> [E, J]),
+        ``voided``/``repaired`` [E], ``decided`` (tier -> [E] bool). With ``auto_reset``, envs
+        that finished are reset to their next episode and obs/masks are those of the new one.
+        """
+        if self.state is None:
+            raise RuntimeError("call reset() before step()")
+        actions, repaired = self._check(actions, self._masks)
+        st = self.state
+        dec = self.decides(st)
+        sc = self._score(st, actions, dec)
+        self.last, self._last_state = sc, st
+        new = self._advance(st, sc)
+        trunc = new.t >= self.cfg.timing.episode_steps
+        self.state = new
+        out = {"rewards": sc.rewards, "truncated": trunc, "region": sc.region,
+               "metrics": self.system_metrics(sc), "voided": sc.voided, "repaired": repaired,
+               "decided": dec}
+        if auto_reset and bool(trunc.any()):
+            self.reset(env_ids=torch.nonzero(trunc).flatten())
+            self.last, self._last_state = sc, st
+        else:
+            self._masks = self.masks()
+        out["obs"], out["masks"] = self.observe(), self._masks
+        return out
+
+    def system_metrics(self, sc: Scored) -> dict:
+        reg = sc.region
+        ut = self.Ut
+        return {
+            "throughput_mbps": reg["throughput_bps"].sum(1) / ut / 1e6,  # mean per user
+            "sum_rate_mbps": reg["sum_rate_bps"].sum(1) / 1e6,
+            "spectral_efficiency": reg["sum_rate_bps"].sum(1) / self.cfg.network.bandwidth_hz,
+            "fairness": reg["fairness"].mean(1),
+            "qos_violation": (reg["qos_violation_bps"] / self.cfg.demand.qos_min_rate_bps).mean(1),
+            "uav_penalty": reg["uav_penalty"].mean(1),
+            "spectrum_utilisation": reg["utilisation"].mean(1),
+            "reward": reg["reward"].mean(1),
+        }
+
+    def _advance(self, st: CoreState, sc: Scored) -> CoreState:
+        """Mobility, demand and the next channel realisation."""
+        E, dev, d = st.key.numel(), self.device, self.cfg.demand
+        t1 = st.t + 1
+        kt = self._key(st.key, st.episode, st.t, 1)[:, None]
+        size = self.cfg.network.region_size_m
+        # Users: bounded random walk, reflected into their region.
+        uidx = torch.arange(self.Ut, device=dev)[None]
+        ang = 2 * math.pi * rng.uniform(rng.mix(kt, _S_WALK), uidx)
+        step = torch.stack([torch.cos(ang), torch.sin(ang)], -1) * d.user_speed_m
+        o = self.topo.region_origin_xy[self.topo.user_region][None]
+        p = st.user_xy + step - o
+        p = torch.where(p < 0, -p, p)
+        p = torch.where(p > size, 2 * size - p, p).clamp(0.0, size)
+        user_xy = p + o
+        # Hotspots: random waypoints over the area.
+        hot, tgt = st.hot_xy, st.hot_target
+        if self.Hs > 0:
+            delta = tgt - hot
+            dist = torch.linalg.vector_norm(delta, dim=-1, keepdim=True)
+            stepv = torch.where(dist > d.hotspot_speed_m,
+                                delta / dist.clamp(min=1e-9) * d.hotspot_speed_m, delta)
+            hot = hot + stepv
+            reached = (dist <= d.hotspot_speed_m).expand(-1, -1, 2)
+            area = torch.tensor(self.topo.area_size_xy, device=dev)
+            hidx = torch.arange(2 * self.Hs, device=dev)[None]
+            fresh = rng.uniform(rng.mix(kt, _S_HOT_TARGET), hidx).view(E, self.Hs, 2) * area
+            tgt = torch.where(reached, fresh, tgt)
+        new = replace(st, t=t1, user_xy=user_xy, uav_xy=sc.uav_xy, hot_xy=hot, hot_target=tgt,
+                      sat_choice=sc.sat_choice, hap_choice=sc.hap_choice)
+        new.demand_bps = self._demand(user_xy, hot)
+        refresh = (t1 % self.cfg.channel.large_scale_refresh_steps) == 0
+        new.ls_gain, new.ls_los = self._large_scale(new, st.ls_gain, st.ls_los, full=False)
+        if bool(refresh.any()):  # per env, so that envs out of phase stay independent
+            g, los = self._large_scale(new, new.ls_gain, new.ls_los, full=True)
+            w = refresh[:, None, None]
+            new.ls_gain, new.ls_los = torch.where(w, g, new.ls_gain), torch.where(w, los, new.ls_los)
+        if self._correlated:
+            rho = self.cfg.channel.fading_rho
+            idx = torch.arange(self.X * self.Ut * self.N * 2, device=dev)[None]
+            w = rng.normal(rng.mix(kt, _S_FADE_INIT), idx).view_as(st.fade)
+            new.fade = rho * st.fade + math.sqrt(1 - rho * rho) * w
+        # Feedback for the next observation.
+        J, K = self.J, self.K
+        reg = sc.region
+        new.last_rate = sc.rate_bps
+        new.last_served = reg["throughput_bps"] / reg["demand_bps"].clamp(min=1.0)
+        new.last_se = reg["spectral_efficiency"]
+        new.last_fair = reg["fairness"]
+        served = (sc.users >= 0).float()
+        inr = (sc.slot_inr * served).sum(-1) / served.sum(-1).clamp(min=1.0)
+        new.last_inr_db = torch.where(served.sum(-1) > 0, 10 * torch.log10(inr.clamp(min=1.0)),
+                                      0.0)
+        del J, K
+        return new
+
+    # ------------------------------------------------------------------ what-if evaluation
+    def evaluate(self, actions: dict, decide: str = "scheduled") -> dict:
+        """Score C candidate joint actions per env on the current frozen state.
+
+        ``actions[tier]``: [E, C, agents, dims]. ``decide``: "scheduled" applies each tier's
+        action only where it decides on this step (like ``step``); "all" applies every tier's
+        action now. Returns ``rewards`` (tier -> [E, C, agents]), ``metrics`` (name -> [E, C])
+        and ``region`` (name -> [E, C, J]). The state is not changed; actions are not checked.
+        """
+        st = self.state
+        E = st.key.numel()
+        C = next(iter(actions.values())).shape[1]
+        rep = st.repeat(C)
+        flat = {t: a.reshape(E * C, *a.shape[2:]).to(self.device, torch.long)
+                for t, a in actions.items()}
+        dec = self.decides(rep)
+        if decide == "all":
+            dec = {t: torch.ones_like(v) for t, v in dec.items()}
+        elif decide != "scheduled":
+            raise ValueError(f"decide = {decide!r} is invalid; allowed: 'scheduled', 'all'")
+        sc = self._score(rep, flat, dec)
+        return {"rewards": {t: v.view(E, C, -1) for t, v in sc.rewards.items()},
+                "metrics": {k: v.view(E, C) for k, v in self.system_metrics(sc).items()},
+                "region": {k: v.view(E, C, -1) for k, v in sc.region.items()}}
+
+    # ------------------------------------------------------------------ observations
+    def observe(self, st: CoreState | None = None) -> dict:
+        """Observations per tier [E, agents, obs_size] (float32, finite)."""
+        st = st or self.state
+        E, J, N, K, M, R, I, B = (st.key.numel(), self.J, self.N, self.K, self.M, self.R,
+                                  self.I, self.B)
+        dev, tm, net = self.device, self.cfg.timing, self.cfg.network
+        holder, beam_has, sat_direct = self._allocation(st.sat_choice, st.hap_choice)
+        # SNR features from large-scale gains at a 1/N power share (dB / 20, clipped to +-3).
+        p_ref = st.power_w[:, self._tx_power_col] / N  # [E, X]
+
+        def snr_feat(lin):
+            return (10 * torch.log10(lin.clamp(min=1e-30) / self.noise_w) / 20).clamp(-3, 3)
+
+        ls = st.ls_gain * p_ref[..., None]  # [E, X, Ut]
+        lsr = ls.view(E, self.X, J, K)
+        j_ar = torch.arange(J, device=dev)
+        node = lsr[:, :self.Xt].view(E, J, M, J, K)[:, j_ar, :, j_ar]  # [J, E, M, K]
+        node_snr = snr_feat(node.permute(1, 0, 2, 3)).mean(-1)  # [E, J, M]
+        spot = lsr[:, self.Xt:self.Xt + J][:, j_ar, j_ar]  # [E, J, K]
+        spot_snr = snr_feat(spot).mean(-1)
+        sat_rows = lsr[:, self.Xt + J:]  # [E, B, J, K]
+        sat_own = sat_rows[:, self.topo.region_beam, j_ar]  # [E, J, K]
+        sat_snr = snr_feat(sat_own).mean(-1)
+        tn_snr = snr_feat(node.permute(1, 0, 2, 3).max(2).values).mean(-1)  # best node per user
+        t = st.t.float()
+        prog = (t / tm.episode_steps)[:, None]
+
+        def until(iv):
+            return (((iv - st.t % iv) % iv).float() / iv)[:, None]
+
+        dem = st.demand_bps.view(E, J, K) / self.cfg.demand.base_demand_bps
+        out = {}
+        if "satellite" in self.tiers:
+            parts = [torch.nn.functional.one_hot(st.sat_choice, B + 2).view(E, -1).float(),
+                     dem.mean(-1), st.last_served, st.last_se, sat_snr, tn_snr,
+                     prog, until(tm.satellite_interval)]
+            out["satellite"] = torch.cat(parts, 1)[:, None]
+        if "hap" in self.tiers:
+            bh = beam_has.view(E, I, R, N)[:, :, 0].float()
+            sd = sat_direct.view(E, I, R, N)[:, :, 0].float()
+            alloc = torch.nn.functional.one_hot(st.hap_choice, M + 2).view(E, I, -1).float()
+            ns = torch.cat([node_snr, spot_snr[..., None]], -1).view(E, I, -1)
+            timing = torch.cat([prog, until(tm.hap_interval), until(tm.satellite_interval)], 1)
+            parts = [bh, sd, alloc, dem.mean(-1).view(E, I, R), st.last_served.view(E, I, R),
+                     st.last_se.view(E, I, R), st.last_fair.view(E, I, R), ns,
+                     timing[:, None].expand(-1, I, -1)]
+            out["hap"] = torch.cat(parts, -1)
+        # Local: holder kind, holder SNR per (user, subband) on this step's realisation.
+        kind = torch.where(holder >= 0, self.topo.tx_kind[holder.clamp(min=0)] + 1, 0)
+        hk = torch.nn.functional.one_hot(kind, 5).view(E, J, -1).float()
+        u_glob = (j_ar[:, None] * K + torch.arange(K, device=dev)[None])  # [J, K]
+        hs = holder.clamp(min=0)[:, :, None, :]  # [E, J, 1, N]
+        g = self._gain(st, hs, u_glob[None, :, :, None],
+                       torch.arange(N, device=dev).view(1, 1, 1, N))  # [E, J, K, N]
+        cnt = self._stream_counts(holder)
+        p = torch.gather(st.power_w[:, self._tx_power_col] / cnt.clamp(min=1.0), 1,
+                         holder.clamp(min=0).view(E, -1)).view(E, J, 1, N)
+        hsnr = torch.where(holder[:, :, None, :] >= 0, snr_feat(g * p), 0.0).view(E, J, -1)
+        size = net.region_size_m
+        uxy = (st.user_xy.view(E, J, K, 2) - self.topo.region_centre_xy[None, :, None]) / size
+        rate = st.last_rate.view(E, J, K) / self.cfg.reward.rate_scale_bps
+        if self.U > 0:
+            vxy = (st.uav_xy.view(E, J, self.U, 2)
+                   - self.topo.region_centre_xy[None, :, None]) / size
+        else:
+            vxy = torch.zeros(E, J, 0, 2, device=dev)
+        timing = torch.cat([prog, until(tm.hap_interval), until(tm.satellite_interval)], 1)
+        parts = [hk, hsnr, (st.last_inr_db / 20).clamp(-3, 3), uxy.reshape(E, J, -1), dem, rate,
+                 vxy.reshape(E, J, -1), timing[:, None].expand(-1, J, -1)]
+        out["local"] = torch.cat(parts, -1)
+        return out
+
+    def _stream_counts(self, holder) -> torch.Tensor:
+        """Number of streams sharing each transmitter's platform power, [E, X]."""
+        E, X, J = holder.shape[0], self.X, self.J
+        hidx = torch.where(holder >= 0, holder, X)
+        cnt = torch.zeros(E, X + 1, device=self.device).scatter_add_(
+            1, hidx.view(E, -1), torch.ones(E, hidx[0].numel(), device=self.device))[:, :X]
+        spots = cnt[:, self.Xt:self.Xt + J].view(E, self.I, self.R).sum(-1)
+        cnt[:, self.Xt:self.Xt + J] = spots.repeat_interleave(self.R, dim=1)
+        cnt[:, self.Xt + J:] = cnt[:, self.Xt + J:] / (self.H * self.R)
+        return cnt
+
+    def global_state(self, obs: dict | None = None) -> torch.Tensor:
+        """Global state for centralised critics: all agents' observations, concatenated [E, S]."""
+        obs = obs or self.observe()
+        return torch.cat([obs[t].reshape(obs[t].shape[0], -1) for t in self.tiers], 1)
+
+    # ------------------------------------------------------------------ link state
+    def link_state(self, env: int = 0) -> dict:
+        """Full link state of env ``env`` for the last step, as numpy arrays (see README)."""
+        if self.last is None:
+            raise RuntimeError("link_state() is available after a step()")
+        sc, st = self.last, self._last_state.index(slice(env, env + 1))
+        X, Ut, N, T, J, K = self.X, self.Ut, self.N, self.T, self.J, self.K
+        dev = self.device
+        gain = self._gain(st, torch.arange(X, device=dev).view(1, X, 1, 1),
+                          torch.arange(Ut, device=dev).view(1, 1, Ut, 1),
+                          torch.arange(N, device=dev).view(1, 1, 1, N))[0]
+        users = sc.users[env]  # [J, N, T]
+        holder = sc.holder[env]
+        u_glob = torch.arange(J, device=dev)[:, None, None] * K + users.clamp(min=0)
+        blocks = torch.zeros(Ut, N, device=dev)
+        served = users >= 0
+        n_idx = torch.arange(N, device=dev)[None, :, None].expand_as(users)
+        blocks.index_put_((u_glob[served], n_idx[served]), torch.ones(int(served.sum()),
+                                                                      device=dev), accumulate=True)
+        serving = torch.full((Ut, N), -1, dtype=torch.long, device=dev)
+        h_exp = holder[:, :, None].expand_as(users)
+        serving[u_glob[served], n_idx[served]] = h_exp[served]
+        sinr = torch.zeros(Ut, N, device=dev)
+        sinr[u_glob[served], n_idx[served]] = sc.slot_sinr[env][served]
+        div = self._tx_div[:X][serving.clamp(min=0)]
+        share = torch.where(serving >= 0, blocks / (T * div), 0.0)
+        sat = sc.sat_choice[env]
+        beam_alloc = (sat[None] == torch.arange(1, self.B + 1, device=dev)[:, None])
+        hc = sc.hap_choice[env]  # [J, N]
+        node_alloc = (hc[:, None, :] == torch.arange(1, self.M + 1, device=dev)[None, :, None])
+        d = {
+            "gain": gain, "tx_power_w": sc.tx_power_w[env], "serving_tx": serving,
+            "noise_w": torch.full((N,), self.noise_w, device=dev), "sinr": sinr,
+            "rate_bps": sc.rate_bps[env], "demand_bps": st.demand_bps[0],
+            "time_share": share, "tx_kind": self.topo.tx_kind, "tx_region": self.topo.tx_region,
+            "user_region": self.topo.user_region, "beam_alloc": beam_alloc.long(),
+            "satellite_direct": (sat == self.B + 1).long(),
+            "node_alloc": node_alloc.reshape(J * self.M, N).long(),
+            "hap_direct": (hc == self.M + 1).long(), "holder": holder,
+            "user_xy": st.user_xy[0], "uav_xy": sc.uav_xy[env],
+            "bandwidth_hz": torch.tensor(self.cfg.network.bandwidth_hz),
+        }
+        return {k: v.detach().cpu().numpy() for k, v in d.items()}
+
+
+__all__ = ["TNTNCore", "CoreState", "Scored", "TIERS", "TX_TBS", "TX_UAV", "TX_HAP", "TX_SAT"]
