@@ -143,7 +143,7 @@ def slant_range_m(elevation_deg_val: float, altitude_m: float) -> float:
 
 def satellite_elevation_deg(lat_deg: float, lon_deg: float, sub_lat_deg: float,
                             sub_lon_deg: float, altitude_m: float) -> float:
-    """Elevation of a satellite seen from (lat, lon), from its sub-satellite point (spherical Earth).
+    """Elevation of a satellite seen from (lat, lon) given its sub-satellite point (sphere).
 
     Central angle psi by the haversine formula; elevation = atan2(cos psi - R/(R+h), sin psi).
     """

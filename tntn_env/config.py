@@ -42,7 +42,8 @@ def _range_dbm(cfg, name: str) -> None:
     if (not isinstance(v, tuple) or len(v) != 2
             or not all(isinstance(x, (int, float)) and math.isfinite(x) for x in v)
             or v[0] > v[1] or v[0] < -50 or v[1] > 80):
-        _fail(type(cfg).__name__, name, v, "a tuple (min_dbm, max_dbm) with -50 <= min <= max <= 80")
+        _fail(type(cfg).__name__, name, v,
+              "a tuple (min_dbm, max_dbm) with -50 <= min <= max <= 80")
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ class NetworkConfig:
     bandwidth_hz: float = 200e6  # W, Table 1
     num_subbands: int = 10  # N, Table 1
     carrier_hz: float = 28e9  # f_c, Section 4.1
-    time_blocks: int = 2  # T, Table 1: a subband serves up to T users per step, 1/T of the time each
+    time_blocks: int = 2  # T, Table 1: a subband serves <= T users per step, 1/T of the time each
     power_levels: tuple = (0.25, 0.5, 1.0)  # fractions of the equal per-subband power share
     satellite_altitude_m: float = 550e3  # Section 4.1
     hap_altitude_m: float = 20e3  # Section 4.1
@@ -149,7 +150,7 @@ class ChannelConfig:
     fading_rho: float = 0.0  # Gauss-Markov time correlation of fading; 0 = i.i.d. block fading
     shadowing_grid_m: float = 10.0  # TR 38.901 Table 7.5-6, UMi shadowing decorrelation 10-13 m
     los_grid_m: float = 50.0  # TR 38.901 Table 7.6.3.1-2, UMi LoS-state correlation distance 50 m
-    large_scale_refresh_steps: int = 10  # path loss/shadowing refresh for users (UAV rows: each step)
+    large_scale_refresh_steps: int = 10  # user path-loss/shadowing refresh (UAV rows: each step)
     area_latitude_deg: float = 37.43  # centre of the simulated area
     area_longitude_deg: float = -122.17
     subsatellite_latitude_deg: float = 38.5  # satellite's nadir point (elevation ~70 deg)

@@ -43,7 +43,8 @@ _FIELD_CELLS = 4096  # spatial-field grid cells per axis (positions wrap beyond)
 class CoreState:
     """Everything that evolves; leading dim E. Replaced, never mutated in place."""
 
-    key: torch.Tensor  # [E] int64 32-bit env key from the seed
+    key: torch.Tensor  # [E] int32 env key from the seed
+    rkey: torch.Tensor  # [E] int32 key of the current step's realisation (episode, t)
     episode: torch.Tensor  # [E] int64
     t: torch.Tensor  # [E] int64 step within the episode
     power_w: torch.Tensor  # [E, 4] per-episode power of a TBS, UAV, HAP, satellite beam
@@ -56,6 +57,8 @@ class CoreState:
     demand_bps: torch.Tensor  # [E, Ut]
     ls_gain: torch.Tensor  # [E, X, Ut] large-scale linear gain incl. antennas and beam pattern
     ls_los: torch.Tensor  # [E, X, Ut] bool LoS state
+    ls_k: torch.Tensor  # [E, X, Ut] Rician K-factor (linear) of each link, 0 in NLoS
+    uav_los_u: torch.Tensor  # [E, J*U, Ut] LoS-field uniforms of UAV links (refreshed with users)
     fade: torch.Tensor  # [E, X, Ut, N, 2] scattered fading state (only when fading_rho > 0)
     sat_choice: torch.Tensor  # [E, N] effective satellite allocation
     hap_choice: torch.Tensor  # [E, J, N] effective HAP allocation per region
@@ -65,14 +68,14 @@ class CoreState:
     last_fair: torch.Tensor  # [E, J]
     last_inr_db: torch.Tensor  # [E, J, N] interference+noise over noise, mean over served users
 
-    def index(self, idx) -> "CoreState":
+    def index(self, idx) -> CoreState:
         return CoreState(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
 
-    def repeat(self, c: int) -> "CoreState":
+    def repeat(self, c: int) -> CoreState:
         return CoreState(**{f.name: getattr(self, f.name).repeat_interleave(c, dim=0)
                             for f in fields(self)})
 
-    def merged(self, where: torch.Tensor, other: "CoreState") -> "CoreState":
+    def merged(self, where: torch.Tensor, other: CoreState) -> CoreState:
         """Rows of ``other`` where ``where`` [E] is true, else own rows."""
         out = {}
         for f in fields(self):
@@ -161,6 +164,12 @@ class TNTNCore:
         self._tx_div = torch.cat([self._tx_div, torch.ones(1, device=dev)])  # dummy row X
         self._num_prop = self.Xt + self.I + 1
         self._fixed_sat = (1 + (torch.arange(self.N, device=dev) * self.B) // self.N)
+        self._others = torch.tensor([[o for o in range(self.J) if o != j] for j in range(self.J)],
+                                    dtype=torch.long, device=dev).view(1, self.J, 1, self.J - 1)
+        self._moves = torch.tensor(_UAV_MOVES, device=dev)
+        self._area = torch.tensor(topo.area_size_xy, device=dev)
+        self._sat_prop = torch.tensor([self.Xt + self.I], device=dev)
+        self._nvec_t = {t: torch.tensor(nv, device=dev) for t, nv in self.nvec.items()}
         self.state: CoreState | None = None
         self.last: Scored | None = None
         self._last_state: CoreState | None = None
@@ -213,11 +222,9 @@ class TNTNCore:
         return sum(self.obs_size(t) * self.num_agents[t] for t in self.tiers)
 
     # ------------------------------------------------------------------ randomness helpers
-    def _key(self, st_key, episode, t, stream: int):
-        return rng.mix(rng.mix(rng.mix(st_key, episode), t + 1), stream)
-
-    def _ep_key(self, st: CoreState, stream: int):
-        return rng.mix(rng.mix(st.key, st.episode), stream)
+    @staticmethod
+    def _step_key(key, episode, t):
+        return rng.mix(rng.mix(key, episode), t + 1)
 
     # ------------------------------------------------------------------ reset
     def reset(self, seed=None, env_ids=None):
@@ -246,7 +253,8 @@ class TNTNCore:
             else:
                 seeds = torch.as_tensor(np.asarray(seed, dtype=np.int64), device=dev).flatten()
                 if seeds.numel() != n or bool((seeds < 0).any()):
-                    raise ValueError(f"seed has {seeds.numel()} entries; allowed: {n} integers >= 0")
+                    raise ValueError(f"seed has {seeds.numel()} entries; allowed: {n} integers "
+                                     ">= 0")
             key, episode = rng.seed_to_key(seeds), torch.zeros(n, dtype=torch.long, device=dev)
         fresh = self._initial_state(key, episode)
         if self.state is None or n == E and env_ids is None:
@@ -263,7 +271,7 @@ class TNTNCore:
     def _initial_state(self, key, episode) -> CoreState:
         cfg, dev = self.cfg, self.device
         n = key.numel()
-        J, K, N = self.J, self.K, self.N
+        J, N = self.J, self.N
         zero_t = torch.zeros(n, dtype=torch.long, device=dev)
         k0 = rng.mix(rng.mix(key, episode), 0)
         # Per-episode powers, uniform in dBm over each tier's range (Section 4.1).
@@ -302,11 +310,14 @@ class TNTNCore:
         uav = self.topo.uav_start_xy.reshape(1, J * self.U, 2).expand(n, -1, -1).clone()
         zJ = torch.zeros(n, J, device=dev)
         st = CoreState(
-            key=key, episode=episode, t=zero_t, power_w=power_w, field_key=field_key,
+            key=key, rkey=self._step_key(key, episode, zero_t), episode=episode, t=zero_t,
+            power_w=power_w, field_key=field_key,
             user_xy=pos, user_hot=is_hot, uav_xy=uav, hot_xy=hot, hot_target=target,
             demand_bps=torch.zeros(n, self.Ut, device=dev),
             ls_gain=torch.zeros(n, self.X, self.Ut, device=dev),
             ls_los=torch.zeros(n, self.X, self.Ut, dtype=torch.bool, device=dev),
+            ls_k=torch.zeros(n, self.X, self.Ut, device=dev),
+            uav_los_u=torch.zeros(n, J * self.U, self.Ut, device=dev),
             fade=torch.zeros(n, *((self.X, self.Ut, N, 2) if self._correlated else (0,)),
                              device=dev),
             sat_choice=self._fixed_sat[None].expand(n, -1).clone(),
@@ -316,7 +327,7 @@ class TNTNCore:
         )
         st.hap_choice = self.fixed_hap_choice(st.sat_choice)
         st.demand_bps = self._demand(st.user_xy, st.hot_xy)
-        st.ls_gain, st.ls_los = self._large_scale(st, st.ls_gain, st.ls_los, full=True)
+        self._large_scale(st, full=True)
         if self._correlated:
             idx = torch.arange(self.X * self.Ut * N * 2, device=dev)[None]
             st.fade = rng.normal(rng.mix(k0, _S_FADE_INIT)[:, None], idx).view(
@@ -368,15 +379,15 @@ class TNTNCore:
                 wsum = wsum + wgt * wgt
         return acc / torch.sqrt(wsum)
 
-    def _large_scale(self, st: CoreState, ls_gain, ls_los, full: bool):
-        """Large-scale gains [E, X, Ut] (linear) and LoS states; UAV rows always, others if full."""
+    def _large_scale(self, st: CoreState, full: bool) -> None:
+        """Set st.ls_gain/ls_los/ls_k (new tensors): UAV rows always, all rows if ``full``."""
         cfg, topo = self.cfg, self.topo
         net, ch = cfg.network, cfg.channel
         fc = net.carrier_hz
         E = st.key.numel()
         J, M, Tn, U = self.J, self.M, self.Tn, self.U
         ue = st.user_xy[:, None]  # [E, 1, Ut, 2]
-        ls_gain, ls_los = ls_gain.clone(), ls_los.clone()
+        ls_gain, ls_los, ls_k = st.ls_gain.clone(), st.ls_los.clone(), st.ls_k.clone()
         node_rows = torch.arange(self.Xt, device=self.device).view(J, M)
 
         def fields_at(prop_ids, xy_t):
@@ -387,18 +398,23 @@ class TNTNCore:
 
         if U > 0:
             rows = node_rows[:, Tn:].reshape(-1)
+            if full:  # the LoS field at the users' cells changes only as users move
+                fk = st.field_key[:, topo.tx_prop_id[rows]][..., None]
+                st.uav_los_u = self._field(fk, ue.expand(-1, rows.numel(), -1, -1),
+                                           ch.los_grid_m, _S_LOS, bilinear=False)
             d2 = torch.linalg.vector_norm(st.uav_xy[:, :, None] - ue, dim=-1)
             dh = net.uav_altitude_m - net.ue_height_m
             d3 = torch.sqrt(d2 * d2 + dh * dh)
             el = chn.elevation_deg(d2, torch.full_like(d2, dh))
-            _, u = fields_at(topo.tx_prop_id[rows], ue.expand(-1, rows.numel(), -1, -1))
-            los = u < chn.a2g_los_probability(el, ch.a2g_a, ch.a2g_b)
+            los = st.uav_los_u < chn.a2g_los_probability(el, ch.a2g_a, ch.a2g_b)
             pl = chn.fspl_db(d3, fc) + torch.where(los, ch.a2g_eta_los_db, ch.a2g_eta_nlos_db)
             gain_db = ch.uav_antenna_gain_dbi + ch.ue_antenna_gain_dbi - pl
             ls_gain[:, rows] = chn.db_to_linear(gain_db)
             ls_los[:, rows] = los
+            ls_k[:, rows] = torch.where(los, 10.0 ** (ch.rician_k_uav_db / 10.0), 0.0)
         if not full:
-            return ls_gain, ls_los
+            st.ls_gain, st.ls_los, st.ls_k = ls_gain, ls_los, ls_k
+            return
         if Tn > 0:
             rows = node_rows[:, :Tn].reshape(-1)
             tbs = topo.tbs_xy.reshape(-1, 2)[None, :, None]  # [1, J*Tn, 1, 2]
@@ -430,14 +446,15 @@ class TNTNCore:
         # Satellite: geometry per region (TR 38.811 slant range), one field for all beams.
         el = topo.sat_elevation_deg[topo.user_region][None, None].expand(E, 1, -1)
         d3 = topo.sat_slant_range_m[topo.user_region][None, None].expand(E, 1, -1)
-        z, u = fields_at(torch.tensor([self.Xt + self.I], device=self.device), ue)
+        z, u = fields_at(self._sat_prop, ue)
         sat_db, sat_los = self._ntn_gain_db(d3, el, z, u, ch.satellite_antenna_gain_dbi, env)
         beam_own = topo.region_beam[topo.user_region][None] == torch.arange(
             self.B, device=self.device)[:, None]  # [B, Ut]
         beam_db = sat_db - torch.where(beam_own, 0.0, ch.satellite_sidelobe_db)[None]
         ls_gain[:, self.Xt + J:] = chn.db_to_linear(beam_db)
         ls_los[:, self.Xt + J:] = sat_los.expand(-1, self.B, -1)
-        return ls_gain, ls_los
+        st.ls_gain, st.ls_los = ls_gain, ls_los
+        st.ls_k = torch.where(ls_los, self._tx_k_lin[:, None], 0.0)
 
     def _ntn_gain_db(self, d3, el, z, u, tx_gain_dbi, env):
         ch = self.cfg.channel
@@ -459,21 +476,17 @@ class TNTNCore:
         tx, user, n = tx.expand(shape), user.expand(shape), n.expand(shape)
         pair = (tx * self.Ut + user).reshape(E, -1)
         ls = torch.gather(st.ls_gain.reshape(E, -1), 1, pair).view(shape)
-        los = torch.gather(st.ls_los.reshape(E, -1), 1, pair).view(shape)
-        kf = torch.where(los, self._tx_k_lin[tx], torch.zeros((), device=self.device))
+        kf = torch.gather(st.ls_k.reshape(E, -1), 1, pair).view(shape)
         link = pair.view(shape) * self.N + n
-        if self._correlated:
-            fl = st.fade.reshape(E, -1, 2)
-            li = link.reshape(E, -1, 1).expand(-1, -1, 2)
-            xy = torch.gather(fl, 1, li).view(*shape, 2)
-            x, y = xy[..., 0], xy[..., 1]
-        else:
-            kt = self._key(st.key, st.episode, st.t, 0).view(E, *([1] * (len(shape) - 1)))
-            x = rng.normal(rng.mix(kt, _S_FADE_RE), link)
-            y = rng.normal(rng.mix(kt, _S_FADE_IM), link)
+        if not self._correlated:
+            kt = st.rkey.view(E, *([1] * (len(shape) - 1)))
+            return ls * rng.rician_power(rng.mix(kt, _S_FADE_RE), link, kf)
+        fl = st.fade.reshape(E, -1, 2)
+        li = link.reshape(E, -1, 1).expand(-1, -1, 2)
+        xy = torch.gather(fl, 1, li).view(*shape, 2)
         mu = torch.sqrt(kf / (kf + 1.0))
         s = torch.sqrt(0.5 / (kf + 1.0))
-        return ls * ((mu + s * x) ** 2 + (s * y) ** 2)
+        return ls * ((mu + s * xy[..., 0]) ** 2 + (s * xy[..., 1]) ** 2)
 
     def _demand(self, user_xy, hot_xy):
         d = self.cfg.demand
@@ -522,6 +535,14 @@ class TNTNCore:
         m[:, :, nt + N:, :5] = True
         out["local"] = m.view(E, J, -1)[..., self._flat_sel["local"]]
         return out
+
+    def padded_mask(self, tier: str, flat: torch.Tensor) -> torch.Tensor:
+        """Flat mask [..., sum(nvec)] -> [..., positions, max(nvec)] (False beyond a position)."""
+        nv = self.nvec[tier]
+        out = torch.zeros(*flat.shape[:-1], len(nv) * max(nv), dtype=torch.bool,
+                          device=flat.device)
+        out[..., self._flat_sel[tier]] = flat
+        return out.view(*flat.shape[:-1], len(nv), max(nv))
 
     def masks(self) -> dict:
         """Flat binary masks per tier [E, agents, sum(nvec)] for the current state."""
@@ -587,7 +608,7 @@ class TNTNCore:
             if not self.check_actions:
                 out[tier] = a
                 continue
-            nv = torch.tensor(self.nvec[tier], device=self.device)
+            nv = self._nvec_t[tier]
             offs = torch.cumsum(nv, 0) - nv
             in_range = (a >= 0) & (a < nv)
             flat = (offs + a.clamp(min=0).minimum(nv - 1))
@@ -632,7 +653,7 @@ class TNTNCore:
     # ------------------------------------------------------------------ scoring (pure)
     def _score(self, st: CoreState, actions: dict, dec: dict) -> Scored:
         E, J, N, T, K, X = st.key.numel(), self.J, self.N, self.T, self.K, self.X
-        dev, net, rw = self.device, self.cfg.network, self.cfg.reward
+        dev, net = self.device, self.cfg.network
         sat, hap, voided = self._upper_choices(st, actions, dec)
         holder, _, sat_direct = self._allocation(sat, hap)
         loc = actions["local"].view(E, J, -1)
@@ -661,18 +682,22 @@ class TNTNCore:
         earlier = torch.tril(torch.ones(J, J, dtype=torch.bool, device=dev), -1)
         dup = (same & earlier[None, :, :, None]).any(2)
         cand = torch.where(active & ~dup, aidx, X)  # [E, J', N]
-        # Slots (j, n, t) x candidates j' (+ the serving transmitter as the last column).
+        # Slots (j, n, t) x candidates: the other regions' transmitters (J-1) + the serving one.
         j_ar = torch.arange(J, device=dev)
+        others = self._others
+        cand_t = cand.transpose(1, 2)  # [E, N, J']
+        oc = torch.gather(cand_t[:, None].expand(E, J, N, J), 3,
+                          others.expand(E, J, N, J - 1))  # [E, J, N, J-1]
         u_glob = (j_ar[None, :, None, None] * K + users.clamp(min=0))  # [E, J, N, T]
-        c = torch.cat([cand.transpose(1, 2)[:, None, :, None, :].expand(E, J, N, T, J),
-                       hidx[..., None, None].expand(E, J, N, T, 1)], dim=-1)  # [E,J,N,T,J+1]
+        c = torch.cat([oc[:, :, :, None, :].expand(E, J, N, T, J - 1),
+                       hidx[..., None, None].expand(E, J, N, T, 1)], dim=-1)  # [E,J,N,T,J]
         n_ar = torch.arange(N, device=dev).view(1, 1, N, 1, 1)
         c_safe = c.clamp(max=X - 1)
         g = self._gain(st, c_safe, u_glob[..., None], n_ar)
         pw = torch.gather(txp.view(E, -1), 1, (c * N + n_ar).reshape(E, -1)).view(c.shape)
         rx = g * pw
-        sig = rx[..., J]
-        interf = (rx[..., :J] * (c[..., :J] != c[..., J:])).sum(-1)
+        sig = rx[..., J - 1]
+        interf = (rx[..., :J - 1] * (c[..., :J - 1] != c[..., J - 1:])).sum(-1)
         inr = 1.0 + interf / self.noise_w
         sinr = torch.where(served, sig / (interf + self.noise_w), 0.0)
         div = self._tx_div[hidx][..., None]
@@ -683,7 +708,7 @@ class TNTNCore:
         # UAV moves (penalty on the new positions, eq. (5)).
         uav_xy = st.uav_xy
         if self.U > 0:
-            mv = torch.tensor(_UAV_MOVES, device=dev)[loc[..., nt + N:]]  # [E, J, U, 2]
+            mv = self._moves[loc[..., nt + N:]]  # [E, J, U, 2]
             uav_xy = uav_xy + mv.view(E, J * self.U, 2) * net.uav_step_m
         region = self._region_metrics(rate, st.demand_bps, uav_xy)
         region["utilisation"] = active.float().mean(-1)
@@ -767,7 +792,7 @@ class TNTNCore:
         """Mobility, demand and the next channel realisation."""
         E, dev, d = st.key.numel(), self.device, self.cfg.demand
         t1 = st.t + 1
-        kt = self._key(st.key, st.episode, st.t, 1)[:, None]
+        kt = rng.mix(st.rkey, 1)[:, None]
         size = self.cfg.network.region_size_m
         # Users: bounded random walk, reflected into their region.
         uidx = torch.arange(self.Ut, device=dev)[None]
@@ -787,19 +812,23 @@ class TNTNCore:
                                 delta / dist.clamp(min=1e-9) * d.hotspot_speed_m, delta)
             hot = hot + stepv
             reached = (dist <= d.hotspot_speed_m).expand(-1, -1, 2)
-            area = torch.tensor(self.topo.area_size_xy, device=dev)
+            area = self._area
             hidx = torch.arange(2 * self.Hs, device=dev)[None]
             fresh = rng.uniform(rng.mix(kt, _S_HOT_TARGET), hidx).view(E, self.Hs, 2) * area
             tgt = torch.where(reached, fresh, tgt)
-        new = replace(st, t=t1, user_xy=user_xy, uav_xy=sc.uav_xy, hot_xy=hot, hot_target=tgt,
+        new = replace(st, t=t1, rkey=self._step_key(st.key, st.episode, t1), user_xy=user_xy,
+                      uav_xy=sc.uav_xy, hot_xy=hot, hot_target=tgt,
                       sat_choice=sc.sat_choice, hap_choice=sc.hap_choice)
         new.demand_bps = self._demand(user_xy, hot)
         refresh = (t1 % self.cfg.channel.large_scale_refresh_steps) == 0
-        new.ls_gain, new.ls_los = self._large_scale(new, st.ls_gain, st.ls_los, full=False)
-        if bool(refresh.any()):  # per env, so that envs out of phase stay independent
-            g, los = self._large_scale(new, new.ls_gain, new.ls_los, full=True)
-            w = refresh[:, None, None]
-            new.ls_gain, new.ls_los = torch.where(w, g, new.ls_gain), torch.where(w, los, new.ls_los)
+        if bool(refresh.all()):
+            self._large_scale(new, full=True)
+        else:
+            self._large_scale(new, full=False)
+            if bool(refresh.any()):  # per env, so that envs out of phase stay independent
+                ref = replace(new)
+                self._large_scale(ref, full=True)
+                new = new.merged(refresh, ref)
         if self._correlated:
             rho = self.cfg.channel.fading_rho
             idx = torch.arange(self.X * self.Ut * self.N * 2, device=dev)[None]
@@ -853,22 +882,21 @@ class TNTNCore:
         dev, tm, net = self.device, self.cfg.timing, self.cfg.network
         holder, beam_has, sat_direct = self._allocation(st.sat_choice, st.hap_choice)
         # SNR features from large-scale gains at a 1/N power share (dB / 20, clipped to +-3).
-        p_ref = st.power_w[:, self._tx_power_col] / N  # [E, X]
-
         def snr_feat(lin):
             return (10 * torch.log10(lin.clamp(min=1e-30) / self.noise_w) / 20).clamp(-3, 3)
 
-        ls = st.ls_gain * p_ref[..., None]  # [E, X, Ut]
-        lsr = ls.view(E, self.X, J, K)
+        pw = st.power_w / N  # [E, 4]: TBS, UAV, HAP, satellite beam
+        lsr = st.ls_gain.view(E, self.X, J, K)
         j_ar = torch.arange(J, device=dev)
-        node = lsr[:, :self.Xt].view(E, J, M, J, K)[:, j_ar, :, j_ar]  # [J, E, M, K]
-        node_snr = snr_feat(node.permute(1, 0, 2, 3)).mean(-1)  # [E, J, M]
-        spot = lsr[:, self.Xt:self.Xt + J][:, j_ar, j_ar]  # [E, J, K]
-        spot_snr = snr_feat(spot).mean(-1)
-        sat_rows = lsr[:, self.Xt + J:]  # [E, B, J, K]
-        sat_own = sat_rows[:, self.topo.region_beam, j_ar]  # [E, J, K]
+        node_pw = pw[:, (torch.arange(M, device=dev) >= self.Tn).long()]  # [E, M]
+        node = lsr[:, :self.Xt].view(E, J, M, J, K)[:, j_ar, :, j_ar].permute(1, 0, 2, 3)
+        node = node * node_pw[:, None, :, None]  # [E, J, M, K]
+        node_snr = snr_feat(node).mean(-1)  # [E, J, M]
+        spot_snr = snr_feat(lsr[:, self.Xt:self.Xt + J][:, j_ar, j_ar] * pw[:, 2, None, None])
+        spot_snr = spot_snr.mean(-1)
+        sat_own = lsr[:, self.Xt + J:][:, self.topo.region_beam, j_ar] * pw[:, 3, None, None]
         sat_snr = snr_feat(sat_own).mean(-1)
-        tn_snr = snr_feat(node.permute(1, 0, 2, 3).max(2).values).mean(-1)  # best node per user
+        tn_snr = snr_feat(node.max(2).values).mean(-1)  # best terrestrial node per user
         t = st.t.float()
         prog = (t / tm.episode_steps)[:, None]
 

@@ -1,0 +1,111 @@
+"""Environment speed benchmark (a measurement, not a test).
+
+Prints: PettingZoo parallel steps/s (E=1, every agent acting, uniformly random masked actions),
+batched-core env-steps/s at several E on CPU (and CUDA when present), and peak memory.
+
+    python benchmarks/bench_env.py            # markdown table
+    python benchmarks/bench_env.py --json     # one JSON object with the same figures
+    python benchmarks/bench_env.py --sizes 1 64 1024 4096 --cuda-sizes 4096 65536
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import time
+
+import torch
+
+import tntn_env
+from tntn_env import TNTNCore
+
+
+def random_masked_actions(core: TNTNCore, masks: dict, gen: torch.Generator) -> dict:
+    """Uniform over the allowed choices of every position (vectorised over envs and agents)."""
+    acts = {}
+    for tier, m in masks.items():
+        padded = core.padded_mask(tier, m)  # [E, agents, positions, max choices]
+        noise = torch.rand(padded.shape, generator=gen).to(m.device)
+        acts[tier] = torch.where(padded, noise, -1.0).argmax(-1)
+    return acts
+
+
+def bench_core(num_envs: int, device: str, seconds: float) -> dict:
+    core = TNTNCore(scenario="sag", num_envs=num_envs, device=device, check_actions=False)
+    _, masks = core.reset(seed=0)
+    gen = torch.Generator().manual_seed(0)
+    acts = random_masked_actions(core, masks, gen)
+    for _ in range(3):  # warm-up
+        out = core.step(acts, auto_reset=True)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    steps, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds or steps < 3:
+        acts = random_masked_actions(core, out["masks"], gen)
+        out = core.step(acts, auto_reset=True)
+        steps += 1
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    dt = time.perf_counter() - t0
+    return {"num_envs": num_envs, "device": device, "steps": steps,
+            "env_steps_per_s": num_envs * steps / dt, "batched_steps_per_s": steps / dt}
+
+
+def bench_pettingzoo(seconds: float) -> dict:
+    env = tntn_env.parallel_env("sag")
+    obs, _ = env.reset(seed=0)
+    for a in env.agents:
+        env.action_space(a).seed(0)
+    steps, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds or steps < 3:
+        if not env.agents:
+            obs, _ = env.reset()
+        acts = {a: env.action_space(a).sample(mask=obs[a]["action_mask"]) for a in env.agents}
+        obs, *_ = env.step(acts)
+        steps += 1
+    dt = time.perf_counter() - t0
+    return {"parallel_steps_per_s": steps / dt, "agents": len(env.possible_agents)}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--sizes", type=int, nargs="+", default=[1, 64, 1024, 4096])
+    p.add_argument("--cuda-sizes", type=int, nargs="+", default=[4096, 65536])
+    p.add_argument("--seconds", type=float, default=5.0, help="timed seconds per measurement")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    args = p.parse_args()
+    res = {"machine": {"platform": platform.platform(), "torch": torch.__version__,
+                       "threads": torch.get_num_threads(),
+                       "cuda": (torch.cuda.get_device_name(0) if torch.cuda.is_available()
+                                else None)},
+           "pettingzoo": bench_pettingzoo(args.seconds), "core": []}
+    for e in args.sizes:
+        res["core"].append(bench_core(e, "cpu", args.seconds))
+    if torch.cuda.is_available():
+        for e in args.cuda_sizes:
+            torch.cuda.reset_peak_memory_stats()
+            r = bench_core(e, "cuda", args.seconds)
+            r["peak_cuda_mem_mib"] = torch.cuda.max_memory_allocated() / 2 ** 20
+            res["core"].append(r)
+    res["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if args.json:
+        print(json.dumps(res))
+        return
+    print(f"torch {res['machine']['torch']}, {res['machine']['threads']} threads, "
+          f"{res['machine']['platform']}")
+    print(f"\nPettingZoo ParallelEnv (E=1, {res['pettingzoo']['agents']} agents, random masked "
+          f"actions): {res['pettingzoo']['parallel_steps_per_s']:.0f} parallel steps/s\n")
+    print("| device | E | env-steps/s | batched steps/s |")
+    print("|---|---:|---:|---:|")
+    for r in res["core"]:
+        print(f"| {r['device']} | {r['num_envs']} | {r['env_steps_per_s']:,.0f} | "
+              f"{r['batched_steps_per_s']:.1f} |")
+    print(f"\npeak RSS: {res['peak_rss_mib']:.0f} MiB"
+          + "".join(f"; peak CUDA memory at E={r['num_envs']}: {r['peak_cuda_mem_mib']:.0f} MiB"
+                    for r in res["core"] if "peak_cuda_mem_mib" in r))
+
+
+if __name__ == "__main__":
+    main()
