@@ -10,7 +10,8 @@ from .config import (
     make_config,
 )
 from .core import TNTNCore
+from .pettingzoo_env import TNTNParallelEnv, parallel_env
 
 __all__ = ["ChannelConfig", "DemandConfig", "EnvConfig", "NetworkConfig", "RewardConfig",
-           "TimingConfig", "TNTNCore", "make_config"]
+           "TimingConfig", "TNTNCore", "TNTNParallelEnv", "make_config", "parallel_env"]
 __version__ = "0.1.0"

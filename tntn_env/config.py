@@ -193,9 +193,9 @@ class DemandConfig:
     hotspot_radius_m: float = 300.0  # spatial spread (std) of a hotspot
     hotspot_speed_m: float = 20.0  # hotspot drift per step (random waypoints over the area)
     user_speed_m: float = 1.0  # user random-walk step length per step
-    base_demand_bps: float = 20e6  # requested rate of a user far from every hotspot
-    hotspot_demand_bps: float = 80e6  # extra requested rate at a hotspot's centre
-    qos_min_rate_bps: float = 2e6  # R_min of eq. (10)
+    base_demand_bps: float = 5e6  # requested rate of a user far from every hotspot
+    hotspot_demand_bps: float = 20e6  # extra requested rate at a hotspot's centre
+    qos_min_rate_bps: float = 1e6  # R_min of eq. (10)
 
     def __post_init__(self) -> None:
         _int_at_least(self, "num_hotspots", 0)

@@ -101,7 +101,7 @@ class Scored:
     uav_xy: torch.Tensor  # [E, J*U, 2] after the move
     region: dict  # name -> [E, J]
     rewards: dict  # tier -> [E, A]
-    voided: torch.Tensor  # [E] lower-tier choices voided by a new upper-tier allocation
+    voided: dict  # tier -> [E, agents] choices voided by a new upper-tier allocation
 
 
 class TNTNCore:
@@ -510,6 +510,16 @@ class TNTNCore:
         holder = torch.where(sat_direct, self.Xt + self.J + beam, holder)
         return holder, beam_has, sat_direct
 
+    def allocation(self) -> dict:
+        """Current effective allocation per env: ``holder`` [E, J, N] (transmitter holding
+        subband n in region j, -1 none), ``beam_alloc`` [E, B, N], ``satellite_direct`` [E, N],
+        ``hap_choice`` [E, J, N] (0 off, 1..M node, M+1 HAP-direct)."""
+        st = self.state
+        holder, _, _ = self._allocation(st.sat_choice, st.hap_choice)
+        beams = torch.arange(1, self.B + 1, device=self.device)
+        return {"holder": holder, "beam_alloc": st.sat_choice[:, None, :] == beams[:, None],
+                "satellite_direct": st.sat_choice == self.B + 1, "hap_choice": st.hap_choice}
+
     def _masks_from(self, sat_choice, hap_choice) -> dict:
         E, N, J, I, R = sat_choice.shape[0], self.N, self.J, self.I, self.R
         holder, beam_has, sat_direct = self._allocation(sat_choice, hap_choice)
@@ -572,10 +582,10 @@ class TNTNCore:
             beam_has = sat[:, None, :] == self.topo.region_beam[None, :, None] + 1
             bad = (hap != 0) & ~beam_has
             hap = torch.where(bad, 0, hap)
-            voided = bad.sum((1, 2))
+            voided = bad.sum(-1).view(E, self.I, self.R).sum(-1)  # per HAP agent
         else:
             hap = self.fixed_hap_choice(sat)
-            voided = torch.zeros(E, dtype=torch.long, device=self.device)
+            voided = torch.zeros(E, self.I, dtype=torch.long, device=self.device)
         return sat, hap, voided
 
     def masks_for(self, actions: dict) -> dict:
@@ -591,7 +601,7 @@ class TNTNCore:
     # ------------------------------------------------------------------ action checking
     def _check(self, actions: dict, masks: dict) -> tuple[dict, torch.Tensor]:
         E = self.num_envs
-        out, repaired = {}, torch.zeros(E, dtype=torch.long, device=self.device)
+        out, repaired = {}, {}
         for tier in self.tiers:
             if tier not in actions:
                 raise ValueError(f"missing actions for tier {tier!r}; expected a tensor of shape "
@@ -630,7 +640,7 @@ class TNTNCore:
             first = torch.stack([torch.argmax(masks[tier][..., int(o):int(o) + int(k)].long(), -1)
                                  for o, k in zip(offs, nv)], dim=-1)
             out[tier] = torch.where(allowed, a, first)
-            repaired += (~allowed).sum((1, 2))
+            repaired[tier] = (~allowed).sum(2)
         unknown = set(actions) - set(self.tiers)
         if unknown:
             raise ValueError(f"actions for unknown tiers {sorted(unknown)}; this scenario has "
@@ -660,7 +670,7 @@ class TNTNCore:
         nt = N * T
         users = loc[..., :nt].view(E, J, N, T) - 1
         bad = (users >= 0) & (holder[..., None] < 0)
-        voided = voided + bad.sum((1, 2, 3))
+        voided = {"hap": voided, "local": bad.sum((2, 3))}
         users = torch.where(bad, -1, users)
         level = torch.where(sat_direct, 1.0, self.levels[loc[..., nt:nt + N]])
         served = users >= 0
@@ -750,8 +760,10 @@ class TNTNCore:
 
         Keys: ``obs``, ``masks`` (tier dicts), ``rewards`` (tier -> [E, agents]), ``truncated``
         [E] bool, ``metrics`` (name -> [E], system level), ``region`` (name -> [E, J]),
-        ``voided``/``repaired`` [E], ``decided`` (tier -> [E] bool). With ``auto_reset``, envs
-        that finished are reset to their next episode and obs/masks are those of the new one.
+        ``voided``/``repaired`` [E] totals, ``voided_agents``/``repaired_agents`` (tier ->
+        [E, agents]; tiers without any absent), ``decided`` (tier -> [E] bool). With
+        ``auto_reset``, envs that finished are reset to their next episode and obs/masks are those
+        of the new one.
         """
         if self.state is None:
             raise RuntimeError("call reset() before step()")
@@ -764,8 +776,12 @@ class TNTNCore:
         trunc = new.t >= self.cfg.timing.episode_steps
         self.state = new
         out = {"rewards": sc.rewards, "truncated": trunc, "region": sc.region,
-               "metrics": self.system_metrics(sc), "voided": sc.voided, "repaired": repaired,
-               "decided": dec}
+               "metrics": self.system_metrics(sc), "decided": dec,
+               "voided": sum(v.sum(1) for v in sc.voided.values()),
+               "repaired": sum((v.sum(1) for v in repaired.values()),
+                               torch.zeros(self.num_envs, dtype=torch.long, device=self.device)),
+               "voided_agents": {t: sc.voided[t] for t in self.tiers if t in sc.voided},
+               "repaired_agents": repaired}
         if auto_reset and bool(trunc.any()):
             self.reset(env_ids=torch.nonzero(trunc).flatten())
             self.last, self._last_state = sc, st

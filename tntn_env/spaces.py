@@ -1,0 +1,52 @@
+"""Gymnasium spaces of the PettingZoo env.
+
+:class:`MaskedMultiDiscrete` is a ``MultiDiscrete`` whose ``sample`` also takes the env's flat
+binary action mask (the ``"action_mask"`` entry of an observation: length ``sum(nvec)``, the
+choices of position ``p`` at ``offs[p]:offs[p] + nvec[p]``) besides Gymnasium's per-position tuple.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from gymnasium import spaces
+
+
+class MaskedMultiDiscrete(spaces.MultiDiscrete):
+    """``MultiDiscrete`` whose ``sample(mask=...)`` accepts a flat mask of length ``sum(nvec)``.
+
+    A flat binary ``mask`` samples each position uniformly among its allowed choices (``start``
+    where none is allowed), as Gymnasium does for a tuple mask, but vectorised over positions. A
+    flat ``probability`` is split into the per-position tuple Gymnasium expects. Tuples are passed
+    to :meth:`gymnasium.spaces.MultiDiscrete.sample` unchanged.
+    """
+
+    def _flat(self, flat, name: str):
+        flat = np.asarray(flat)
+        size = int(self.nvec.sum())
+        if flat.shape != (size,):
+            raise ValueError(f"flat {name} has shape {flat.shape}; expected ({size},) = "
+                             f"sum(nvec), or a tuple of {len(self.nvec)} per-position arrays")
+        return flat
+
+    def sample(self, mask=None, probability=None):
+        flat_mask = mask is not None and not isinstance(mask, tuple) and self.nvec.ndim == 1
+        if flat_mask and probability is None:
+            m = self._flat(mask, "mask")
+            if m.dtype != bool and not np.isin(m, (0, 1)).all():
+                raise ValueError("mask must be binary (0/1 or bool)")
+            if not hasattr(self, "_dense_index"):
+                nvec = self.nvec.astype(np.int64)
+                rows = np.repeat(np.arange(len(nvec)), nvec)
+                cols = np.arange(int(nvec.sum())) - np.repeat(np.cumsum(nvec) - nvec, nvec)
+                self._dense_index = (rows, cols, (len(nvec), int(nvec.max())))
+            rows, cols, shape = self._dense_index
+            keys = np.zeros(shape)
+            keys[rows, cols] = np.where(m.astype(bool), 1.0 + self.np_random.random(len(m)), 0.0)
+            # argmax of i.i.d. uniforms over the allowed choices: uniform among them; none
+            # allowed -> index 0 (= start)
+            return (np.argmax(keys, axis=1) + self.start).astype(self.dtype)
+        if probability is not None and not isinstance(probability, tuple) \
+                and self.nvec.ndim == 1:
+            p = self._flat(probability, "probability").astype(np.float64)
+            probability = tuple(np.split(p, np.cumsum(self.nvec)[:-1]))
+        return super().sample(mask=mask, probability=probability)
