@@ -153,7 +153,7 @@ class ChannelConfig:
     large_scale_refresh_steps: int = 10  # user path-loss/shadowing refresh (UAV rows: each step)
     area_latitude_deg: float = 37.43  # centre of the simulated area
     area_longitude_deg: float = -122.17
-    subsatellite_latitude_deg: float = 38.5  # satellite's nadir point (elevation ~70 deg)
+    subsatellite_latitude_deg: float = 38.5  # satellite's nadir point (elevation ~75 deg)
     subsatellite_longitude_deg: float = -121.5
 
     def __post_init__(self) -> None:

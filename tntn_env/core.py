@@ -249,7 +249,7 @@ class TNTNCore:
             if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
                 if seed < 0:
                     raise ValueError(f"seed = {seed} is invalid; allowed: an integer >= 0")
-                seeds = torch.arange(n, device=dev) + int(seed)
+                seeds = ids + int(seed)  # env i gets seed + i, also in a partial reset
             else:
                 seeds = torch.as_tensor(np.asarray(seed, dtype=np.int64), device=dev).flatten()
                 if seeds.numel() != n or bool((seeds < 0).any()):
@@ -533,7 +533,7 @@ class TNTNCore:
             m[..., 1:] = beam_has[..., None]
             out["hap"] = m.view(E, I, R * N * (self.M + 2))
         avail = holder >= 0
-        cm = max(self.K + 1, self.L, 5)
+        cm = max(self.nvec["local"])
         m = torch.zeros(E, J, len(self.nvec["local"]), cm, dtype=torch.bool, device=self.device)
         nt = N * self.T
         users = m[:, :, :nt].view(E, J, N, self.T, cm)
@@ -599,10 +599,23 @@ class TNTNCore:
         return self._masks_from(sat, hap)
 
     # ------------------------------------------------------------------ action checking
-    def _check(self, actions: dict, masks: dict) -> tuple[dict, torch.Tensor]:
+    def _check(self, actions: dict, masks: dict) -> tuple[dict, dict]:
+        """Validate (or repair) actions tier by tier, top-down.
+
+        A lower tier's position is allowed if the mask observed allows it (simultaneous
+        decisions; the env voids what the new upper allocation no longer permits) or if the mask
+        that follows from this step's upper-tier actions allows it (top-down sampling with
+        :meth:`masks_for`).
+        """
         E = self.num_envs
         out, repaired = {}, {}
+        dec = self.decides()
         for tier in self.tiers:
+            if self.check_actions and tier != self.tiers[0] and tier in actions:
+                upper = {t: out[t] for t in ("satellite", "hap") if t in out}
+                if upper and any(bool(dec[t].any()) for t in upper):
+                    after = self.masks_for(upper)[tier]
+                    masks = {**masks, tier: masks[tier] | after}
             if tier not in actions:
                 raise ValueError(f"missing actions for tier {tier!r}; expected a tensor of shape "
                                  f"[{E}, {self.num_agents[tier]}, {len(self.nvec[tier])}]")
@@ -711,7 +724,7 @@ class TNTNCore:
         inr = 1.0 + interf / self.noise_w
         sinr = torch.where(served, sig / (interf + self.noise_w), 0.0)
         div = self._tx_div[hidx][..., None]
-        slot_rate = (net.bandwidth_hz / N) / (T * div) * torch.log2(1.0 + sinr)
+        slot_rate = (net.bandwidth_hz / N) / (T * div) * torch.log1p(sinr) / math.log(2.0)
         slot_rate = torch.where(served, slot_rate, 0.0)
         rate = torch.zeros(E, self.Ut, device=dev).scatter_add_(
             1, u_glob.reshape(E, -1), slot_rate.reshape(E, -1))

@@ -1,0 +1,263 @@
+"""Evaluate a policy over full episodes and write per-step and per-episode results.
+
+Usage::
+
+    python -m tntn_env.evaluate --policy greedy --scenario sag --episodes 4 --seed 0
+    python -m tntn_env.evaluate --policy exhaustive --subspace hap:blocks+schedule:rules \\
+        --episodes 1 --seed 0
+    python -m tntn_env.evaluate --policy hdrl --checkpoint runs/hdrl/model.pt --episodes 4
+    python -m tntn_env.evaluate --policy random --set num_subbands=4 --set episode_steps=50
+
+Episodes use seeds S..S+N-1 (``--seed S --episodes N``); episode i is env ``i % num_envs`` of a
+batch reset with those seeds, so every policy sees the same seeds. The core's randomness is
+counter-based, so channel, mobility and demand realisations of a seed depend on the actions only
+through the state they lead to (UAV positions; large-scale gains of UAV links).
+
+Output folder (``--out``, default ``runs/eval/<policy>__<scenario>__<seed>/``):
+
+- ``steps.csv``: one row per (episode, step) with the columns of :data:`STEP_COLUMNS`: the
+  system metrics of the step (``core.step``'s ``metrics``: mean user throughput in Mbit/s,
+  spectral efficiency in bit/s/Hz over W, Jain fairness, normalised QoS violation, UAV penalty,
+  sum rate in Mbit/s, spectrum utilisation, reward = mean of the regions' eq. (11)) and the
+  decision time (wall time of ``policy.act`` for the batch, divided by the number of envs in it);
+- ``episodes.csv``: one row per episode: seed, steps, the per-step means of each metric, the sum
+  of rewards, mean and max decision time;
+- ``summary.json``: the run's settings (policy and its label, scenario, overrides, seeds, device,
+  threads, machine), means and standard deviations over episodes, decision-time statistics, and
+  for the exhaustive search the mean numbers of joint actions covered and candidates evaluated.
+
+``hdrl``/``mappo``/``ppo_single`` load ``--checkpoint`` with ``trainers/hdrl_ppo.py``,
+``trainers/mappo.py``, ``trainers/ppo_single.py`` (their ``load_policy(path, core)``; override
+with ``--trainer-file``). Actions are checked for feasibility before every step (observed masks,
+or the masks after this step's upper-tier actions for top-down policies); ``--no-check`` skips it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import csv
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from .config import make_config
+from .core import TNTNCore
+
+POLICIES = ("hdrl", "mappo", "ppo_single", "exhaustive", "random", "greedy")
+CHECKPOINT_TRAINERS = {"hdrl": "hdrl_ppo.py", "mappo": "mappo.py", "ppo_single": "ppo_single.py"}
+METRICS = ("throughput_mbps", "spectral_efficiency", "fairness", "qos_violation", "uav_penalty",
+           "sum_rate_mbps", "spectrum_utilisation", "reward")
+STEP_COLUMNS = ("episode", "step", *METRICS, "decision_time_s")
+EPISODE_COLUMNS = ("episode", "seed", "steps", *METRICS, "reward_sum", "decision_time_mean_s",
+                   "decision_time_max_s")
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def parse_value(text: str):
+    """A ``--set`` value: a Python literal (int, float, tuple, bool), else the string."""
+    low = text.strip().lower()
+    if low in ("true", "false"):
+        return low == "true"
+    try:
+        v = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+    return tuple(v) if isinstance(v, list) else v
+
+
+def parse_sets(items) -> dict:
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise SystemExit(f"--set {item!r}: expected key=value")
+        k, v = item.split("=", 1)
+        out[k.strip()] = parse_value(v)
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m tntn_env.evaluate",
+                                description="Evaluate a policy over full episodes.")
+    p.add_argument("--policy", required=True, choices=POLICIES)
+    p.add_argument("--checkpoint", default=None, help="checkpoint path (hdrl, mappo, ppo_single)")
+    p.add_argument("--trainer-file", default=None,
+                   help="trainer file providing load_policy (default trainers/<name>.py)")
+    p.add_argument("--scenario", default="sag", choices=("sag", "ag", "uav"))
+    p.add_argument("--episodes", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="output folder")
+    p.add_argument("--num-envs", type=int, default=1, help="episodes stepped together")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override (any field of make_config), repeatable")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    p.add_argument("--policy-seed", type=int, default=None,
+                   help="seed of the random policy's generator (default: --seed)")
+    p.add_argument("--subspace", default="full",
+                   help="exhaustive: 'full' or a documented sub-space (baselines/exhaustive.py);"
+                        " for the default scenario use hap:blocks+schedule:rules")
+    p.add_argument("--max-candidates", type=int, default=200_000,
+                   help="exhaustive: refuse above this many evaluations per decision")
+    p.add_argument("--no-check", action="store_true", help="skip the feasibility check")
+    p.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
+    return p
+
+
+def make_policy(args):
+    """The policy named by ``args`` (baselines imported here, never at package import)."""
+    import baselines
+
+    if args.policy in CHECKPOINT_TRAINERS:
+        if not args.checkpoint:
+            raise SystemExit(f"--policy {args.policy} needs --checkpoint PATH")
+        trainer = args.trainer_file or REPO_ROOT / "trainers" / CHECKPOINT_TRAINERS[args.policy]
+        return baselines.CheckpointPolicy(args.checkpoint, trainer, name=args.policy)
+    if args.policy == "random":
+        seed = args.seed if args.policy_seed is None else args.policy_seed
+        return baselines.RandomPolicy(seed=seed)
+    if args.policy == "greedy":
+        return baselines.GreedyPolicy()
+    return baselines.ExhaustivePolicy(subspace=args.subspace, max_candidates=args.max_candidates)
+
+
+def _machine() -> dict:
+    try:
+        load = os.getloadavg()
+    except OSError:
+        load = None
+    return {"platform": platform.platform(), "python": platform.python_version(),
+            "torch": torch.__version__, "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "load_average": load}
+
+
+def _mean_std(xs):
+    xs = [float(x) for x in xs]
+    if not xs:
+        return {"mean": math.nan, "std": math.nan}
+    return {"mean": statistics.fmean(xs), "std": statistics.pstdev(xs) if len(xs) > 1 else 0.0}
+
+
+def run(args) -> dict:
+    """Run the evaluation described by parsed ``args``; returns the summary dict."""
+    from baselines import check_feasible
+
+    if args.episodes < 1 or args.num_envs < 1 or args.seed < 0:
+        raise SystemExit("--episodes and --num-envs must be >= 1 and --seed >= 0")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    overrides = parse_sets(args.set)
+    cfg = make_config(args.scenario, **overrides)
+    policy = make_policy(args)
+    out_dir = Path(args.out or Path("runs") / "eval" /
+                   f"{args.policy}__{args.scenario}__{args.seed}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    steps_n = cfg.timing.episode_steps
+    seeds = list(range(args.seed, args.seed + args.episodes))
+    machine = _machine()
+    step_rows, episode_rows, extra = [], [], {"covered": [], "evaluated": []}
+    bar = None
+    if not args.no_progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=args.episodes * steps_n, desc=f"{policy.name}", unit="step",
+                   file=sys.stderr)
+    t_start = time.perf_counter()
+    core = None
+    for b0 in range(0, len(seeds), args.num_envs):
+        batch = seeds[b0:b0 + args.num_envs]
+        E = len(batch)
+        if core is None or core.num_envs != E:
+            core = TNTNCore(cfg, num_envs=E, device=args.device, check_actions=False)
+        core.reset(seed=batch)
+        policy.reset(core)
+        per_ep = [[] for _ in range(E)]
+        for step in range(steps_n):
+            t0 = time.perf_counter()
+            actions = policy.act(core)
+            dt = (time.perf_counter() - t0) / E
+            if not args.no_check:
+                check_feasible(core, actions)
+            out = core.step(actions)
+            m = {k: out["metrics"][k].detach().cpu().tolist() for k in METRICS}
+            for e in range(E):
+                row = {"episode": b0 + e, "step": step, **{k: m[k][e] for k in METRICS},
+                       "decision_time_s": dt}
+                step_rows.append(row)
+                per_ep[e].append(row)
+            for k in extra:
+                if k in policy.info:
+                    extra[k].extend(policy.info[k])
+            if bar is not None:
+                bar.update(E)
+        for e in range(E):
+            rows = per_ep[e]
+            ep = {"episode": b0 + e, "seed": batch[e], "steps": len(rows)}
+            for k in METRICS:
+                ep[k] = statistics.fmean(r[k] for r in rows)
+            ep["reward_sum"] = sum(r["reward"] for r in rows)
+            ep["decision_time_mean_s"] = statistics.fmean(r["decision_time_s"] for r in rows)
+            ep["decision_time_max_s"] = max(r["decision_time_s"] for r in rows)
+            episode_rows.append(ep)
+    if bar is not None:
+        bar.close()
+    wall = time.perf_counter() - t_start
+    with open(out_dir / "steps.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=STEP_COLUMNS)
+        w.writeheader()
+        w.writerows(step_rows)
+    with open(out_dir / "episodes.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=EPISODE_COLUMNS)
+        w.writeheader()
+        w.writerows(episode_rows)
+    times = [r["decision_time_s"] for r in step_rows]
+    summary = {
+        "policy": args.policy, "label": policy.name, "scenario": args.scenario,
+        "overrides": {k: list(v) if isinstance(v, tuple) else v for k, v in overrides.items()},
+        "seed": args.seed, "episodes": args.episodes, "seeds": seeds,
+        "episode_steps": steps_n, "num_envs": args.num_envs, "device": args.device,
+        "checkpoint": args.checkpoint,
+        "subspace": getattr(policy, "subspace", None),
+        "metrics": {k: _mean_std(ep[k] for ep in episode_rows) for k in METRICS},
+        "reward_sum": _mean_std(ep["reward_sum"] for ep in episode_rows),
+        "decision_time_s": {"mean": statistics.fmean(times), "median": statistics.median(times),
+                            "max": max(times), "note": "wall time of act() per env (batch "
+                            "time / num_envs)"},
+        "wall_time_s": wall, "machine": machine,
+        "files": {"steps": "steps.csv", "episodes": "episodes.csv"},
+    }
+    if extra["covered"]:
+        summary["exhaustive"] = {"covered_mean": statistics.fmean(extra["covered"]),
+                                 "covered_max": max(extra["covered"]),
+                                 "evaluated_mean": statistics.fmean(extra["evaluated"]),
+                                 "evaluated_max": max(extra["evaluated"])}
+    with open(out_dir / "summary.json", "w") as f:
+        json.dump(summary, f, indent=2)
+    summary["out_dir"] = str(out_dir)
+    return summary
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        summary = run(args)
+    except ValueError as e:  # config errors, refusals of the exhaustive search
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    m = summary["metrics"]
+    print(f"{summary['label']} on {summary['scenario']}: reward {m['reward']['mean']:.4f}, "
+          f"SE {m['spectral_efficiency']['mean']:.3f} bit/s/Hz, throughput "
+          f"{m['throughput_mbps']['mean']:.3f} Mbit/s, decision "
+          f"{summary['decision_time_s']['mean'] * 1e3:.2f} ms -> {summary['out_dir']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
