@@ -510,6 +510,26 @@ class TNTNCore:
         holder = torch.where(sat_direct, self.Xt + self.J + beam, holder)
         return holder, beam_has, sat_direct
 
+    def holders(self, sat_choice: torch.Tensor, hap_choice: torch.Tensor):
+        """(holder [E, J, N], beam_has [E, J, N], satellite_direct [E, J, N]) for effective
+        choices ``sat_choice`` [E, N] and ``hap_choice`` [E, J, N] (public form of the rule
+        the core scores with)."""
+        return self._allocation(sat_choice, hap_choice)
+
+    def stream_power_w(self, holder: torch.Tensor, st: CoreState | None = None) -> torch.Tensor:
+        """Per-stream power share [E, X] (W) of each transmitter for an allocation ``holder``,
+        before the power level: platform power / streams it holds (see README, Power)."""
+        st = st or self.state
+        return st.power_w[:, self._tx_power_col] / self._stream_counts(holder).clamp(min=1.0)
+
+    def effective_upper(self, actions: dict, st: CoreState | None = None,
+                        decides: dict | None = None):
+        """Effective (sat_choice [E, N], hap_choice [E, J, N]) after this step's upper-tier
+        ``actions`` take effect where their tier decides (voiding included)."""
+        st = st or self.state
+        sat, hap, _ = self._upper_choices(st, actions, decides or self.decides(st))
+        return sat, hap
+
     def allocation(self) -> dict:
         """Current effective allocation per env: ``holder`` [E, J, N] (transmitter holding
         subband n in region j, -1 none), ``beam_alloc`` [E, B, N], ``satellite_direct`` [E, N],
@@ -691,8 +711,7 @@ class TNTNCore:
         # Power: a physical platform's power split equally over the (region, subband) streams it
         # holds; a satellite beam's over its satellite-direct subbands.
         hidx = torch.where(holder >= 0, holder, X)  # dummy row X
-        cnt = self._stream_counts(holder)
-        p_share = st.power_w[:, self._tx_power_col] / cnt.clamp(min=1.0)  # [E, X]
+        p_share = self.stream_power_w(holder, st)  # [E, X]
         p_share = torch.cat([p_share, torch.zeros(E, 1, device=dev)], 1)
         p_jn = torch.gather(p_share, 1, hidx.view(E, -1)).view(E, J, N) * level
         p_jn = torch.where(active, p_jn, 0.0)
@@ -956,8 +975,7 @@ class TNTNCore:
         hs = holder.clamp(min=0)[:, :, None, :]  # [E, J, 1, N]
         g = self._gain(st, hs, u_glob[None, :, :, None],
                        torch.arange(N, device=dev).view(1, 1, 1, N))  # [E, J, K, N]
-        cnt = self._stream_counts(holder)
-        p = torch.gather(st.power_w[:, self._tx_power_col] / cnt.clamp(min=1.0), 1,
+        p = torch.gather(self.stream_power_w(holder, st), 1,
                          holder.clamp(min=0).view(E, -1)).view(E, J, 1, N)
         hsnr = torch.where(holder[:, :, None, :] >= 0, snr_feat(g * p), 0.0).view(E, J, -1)
         size = net.region_size_m

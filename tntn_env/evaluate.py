@@ -28,8 +28,9 @@ Output folder (``--out``, default ``runs/eval/<policy>__<scenario>__<seed>/``):
 
 ``hdrl``/``mappo``/``ppo_single`` load ``--checkpoint`` with ``trainers/hdrl_ppo.py``,
 ``trainers/mappo.py``, ``trainers/ppo_single.py`` (their ``load_policy(path, core)``; override
-with ``--trainer-file``). Actions are checked for feasibility before every step (observed masks,
-or the masks after this step's upper-tier actions for top-down policies); ``--no-check`` skips it.
+with ``--trainer-file``). The core checks every action against its masks (the observed mask, or
+the mask after this step's upper-tier actions for top-down policies) and raises on an infeasible
+one; ``--no-check`` skips the check.
 """
 
 from __future__ import annotations
@@ -102,8 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--policy-seed", type=int, default=None,
                    help="seed of the random policy's generator (default: --seed)")
     p.add_argument("--subspace", default="full",
-                   help="exhaustive: 'full' or a documented sub-space (baselines/exhaustive.py);"
-                        " for the default scenario use hap:blocks+schedule:rules")
+                   help="exhaustive: 'full', 'default' (= baselines.DEFAULT_SUBSPACE, "
+                        "hap:blocks+schedule:rules, documented for the paper's default "
+                        "scenario) or a sub-space spec (baselines/exhaustive.py)")
     p.add_argument("--max-candidates", type=int, default=200_000,
                    help="exhaustive: refuse above this many evaluations per decision")
     p.add_argument("--no-check", action="store_true", help="skip the feasibility check")
@@ -125,7 +127,8 @@ def make_policy(args):
         return baselines.RandomPolicy(seed=seed)
     if args.policy == "greedy":
         return baselines.GreedyPolicy()
-    return baselines.ExhaustivePolicy(subspace=args.subspace, max_candidates=args.max_candidates)
+    sub = baselines.DEFAULT_SUBSPACE if args.subspace == "default" else args.subspace
+    return baselines.ExhaustivePolicy(subspace=sub, max_candidates=args.max_candidates)
 
 
 def _machine() -> dict:
@@ -147,8 +150,6 @@ def _mean_std(xs):
 
 def run(args) -> dict:
     """Run the evaluation described by parsed ``args``; returns the summary dict."""
-    from baselines import check_feasible
-
     if args.episodes < 1 or args.num_envs < 1 or args.seed < 0:
         raise SystemExit("--episodes and --num-envs must be >= 1 and --seed >= 0")
     if args.threads:
@@ -175,7 +176,8 @@ def run(args) -> dict:
         batch = seeds[b0:b0 + args.num_envs]
         E = len(batch)
         if core is None or core.num_envs != E:
-            core = TNTNCore(cfg, num_envs=E, device=args.device, check_actions=False)
+            core = TNTNCore(cfg, num_envs=E, device=args.device,
+                            check_actions=not args.no_check)
         core.reset(seed=batch)
         policy.reset(core)
         per_ep = [[] for _ in range(E)]
@@ -183,9 +185,7 @@ def run(args) -> dict:
             t0 = time.perf_counter()
             actions = policy.act(core)
             dt = (time.perf_counter() - t0) / E
-            if not args.no_check:
-                check_feasible(core, actions)
-            out = core.step(actions)
+            out = core.step(actions)  # validates actions unless --no-check
             m = {k: out["metrics"][k].detach().cpu().tolist() for k in METRICS}
             for e in range(E):
                 row = {"episode": b0 + e, "step": step, **{k: m[k][e] for k in METRICS},
