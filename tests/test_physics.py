@@ -16,6 +16,33 @@ import torch
 from tntn_env import TNTNCore, make_config
 from tntn_env import channel as chn
 
+
+def j1_series(x):
+    """Bessel J1 by its power series (float64), independent of torch's implementation."""
+    x = np.asarray(x, dtype=np.float64)
+    out, term = np.zeros_like(x), x / 2.0
+    for m in range(60):
+        out = out + term
+        term = -term * (x / 2.0) ** 2 / ((m + 1) * (m + 2))
+    return out
+
+
+def aperture_db(sin_t, gain_dbi):
+    """TR 38.811 6.4.1 pattern 4 |J1(ka sin t) / (ka sin t)|^2 with ka = sqrt(G) (dB)."""
+    u = math.sqrt(10 ** (gain_dbi / 10)) * np.asarray(sin_t, dtype=np.float64)
+    pat = np.where(np.abs(u) < 1e-9, 1.0, 4 * (j1_series(u) / np.where(u == 0, 1, u)) ** 2)
+    return 10 * np.log10(np.maximum(pat, 1e-6))
+
+
+def spot_sin_theta(hap_xy, centre_xy, user_xy, dh=20e3 - 1.5):
+    """Off-axis sine of a user seen from a HAP whose spot beam points at a region centre."""
+    b = np.append(np.asarray(centre_xy, float) - hap_xy, -dh)
+    v = np.concatenate([np.asarray(user_xy, float) - hap_xy,
+                        np.full(np.shape(user_xy)[:-1] + (1,), -dh)], -1)
+    cos_t = (v @ b) / (np.linalg.norm(v, axis=-1) * np.linalg.norm(b))
+    return np.sqrt(np.clip(1 - cos_t ** 2, 0, None))
+
+
 C = 299_792_458.0  # speed of light, m/s
 FC_GHZ = 28.0
 FC_HZ = 28e9
@@ -363,9 +390,14 @@ def test_e2e_uav_gain(e2e):
     assert lo.any() and (~lo).any()
 
 
-def _ntn_z(core, g, los, d3, el, g_tx, own):
-    """Residual of the core's gain against the hand value without shadowing, in table sigmas."""
-    expected = g_tx + 0.0 - _ntn_pl_ref_wo_shadowing(d3, el, los) - np.where(own, 0.0, 17.6)
+def _ntn_z(core, g, los, d3, el, g_tx, own=None, pattern_db=None):
+    """Residual of the core's gain against the hand value without shadowing, in table sigmas.
+
+    Satellite beams: main lobe on the own footprint, -17.6 dB elsewhere (``own``); HAP spot
+    beams: the aperture pattern at each user's off-axis angle (``pattern_db``).
+    """
+    beam = np.where(own, 0.0, -17.6) if pattern_db is None else pattern_db
+    expected = g_tx + 0.0 - _ntn_pl_ref_wo_shadowing(d3, el, los) + beam
     sigma = np.where(los, _URBAN_SF_LOS, _URBAN_SF_NLOS)
     return (expected - g) / sigma  # PL = ... + z sigma  ->  gain = expected - z sigma
 
@@ -374,7 +406,6 @@ def test_e2e_hap_gain(e2e):
     core, g, los, uxy = e2e["core"], e2e["gain_db"], e2e["los"], e2e["user_xy"]
     hap_xy = core.topo.hap_xy.double().numpy()  # [I, 2]
     region_hap = np.array([0, 0, 1, 1])
-    ureg = np.repeat(np.arange(4), 12)
     zs, p_los, n_los, var = [], 0.0, 0, 0.0
     for j in range(4):  # HAP spot beam of region j (tx 8 + j) to every user
         d2 = np.linalg.norm(uxy - hap_xy[region_hap[j]], axis=-1)  # [E, Ut]
@@ -382,16 +413,18 @@ def test_e2e_hap_gain(e2e):
         d3 = np.sqrt(d2 ** 2 + dh ** 2)
         el = np.degrees(np.arctan2(dh, d2))
         lo = los[:, 8 + j]
-        z = _ntn_z(core, g[:, 8 + j], lo, d3, el, 26.0, ureg[None] == j)
+        sin_t = spot_sin_theta(hap_xy[region_hap[j]],
+                               core.topo.region_centre_xy[j].double().numpy(), uxy)
+        z = _ntn_z(core, g[:, 8 + j], lo, d3, el, 26.0, pattern_db=aperture_db(sin_t, 26.0))
         zs.append(z)
         if j in (0, 2):  # one LoS state per (HAP platform, user)
             p = np.interp(el, _EL_TAB, _URBAN_LOS_PCT / 100)
             p_los, n_los, var = p_los + p.sum(), n_los + lo.sum(), var + (p * (1 - p)).sum()
     assert abs(n_los - p_los) / math.sqrt(var) < 4.5
     zs = np.stack(zs, 1)  # [E, 4 spots, Ut]
-    # spots of one HAP share the platform's shadowing: identical residuals
-    np.testing.assert_allclose(zs[:, 0], zs[:, 1], atol=1e-3)
-    np.testing.assert_allclose(zs[:, 2], zs[:, 3], atol=1e-3)
+    # spots of one HAP share the platform's shadowing: identical residuals (float32 pattern)
+    np.testing.assert_allclose(zs[:, 0], zs[:, 1], atol=5e-3)
+    np.testing.assert_allclose(zs[:, 2], zs[:, 3], atol=5e-3)
     z = zs[:, [0, 2]].ravel()  # one per (HAP, user)
     assert abs(z.mean()) < 0.2, z.mean()
     assert 0.85 < z.std() < 1.15, z.std()

@@ -134,6 +134,21 @@ def gas_loss_db(elevation_deg_t, zenith_db: float):
     return zenith_db / torch.sin(torch.deg2rad(el))
 
 
+def aperture_pattern_db(sin_theta, gain_dbi: float, floor_db: float = -60.0):
+    """Relative gain (dB) of a uniformly illuminated circular aperture, TR 38.811 6.4.1.
+
+    G(theta) / G_max = 4 |J1(ka sin theta) / (ka sin theta)|^2, with ka = sqrt(G_max) (a uniform
+    circular aperture of diameter D has G_max = (pi D / lambda)^2 = (ka)^2). Nulls are floored
+    at ``floor_db`` so that the gain stays finite in dB.
+    """
+    ka = math.sqrt(10.0 ** (gain_dbi / 10.0))
+    u = ka * sin_theta
+    small = u.abs() < 1e-6
+    us = torch.where(small, torch.ones_like(u), u)
+    pat = torch.where(small, torch.ones_like(u), 4.0 * (torch.special.bessel_j1(us) / us) ** 2)
+    return 10.0 * torch.log10(pat.clamp(min=10.0 ** (floor_db / 10.0)))
+
+
 def slant_range_m(elevation_deg_val: float, altitude_m: float) -> float:
     """TR 38.811 eq. 6.6-3: d = sqrt(R^2 sin^2(a) + h^2 + 2 h R) - R sin(a)."""
     s = math.sin(math.radians(elevation_deg_val))

@@ -130,11 +130,10 @@ class ChannelConfig:
     noise_figure_db: float = 7.0  # TR 38.821 Table 6.1.1.1-2, handheld UE noise figure
     tbs_antenna_gain_dbi: float = 25.0  # DESIGN.md section 6 (mmWave array gain)
     uav_antenna_gain_dbi: float = 20.0  # DESIGN.md section 6
-    hap_antenna_gain_dbi: float = 26.0  # DESIGN.md section 6
+    hap_antenna_gain_dbi: float = 26.0  # DESIGN.md section 6; spot beams: aperture pattern
     satellite_antenna_gain_dbi: float = 38.5  # TR 38.821 Table 6.1.1.1-1, Set-1 LEO-600 Ka-band
     ue_antenna_gain_dbi: float = 0.0  # TR 38.821 Table 6.1.1.1-2, handheld
     satellite_sidelobe_db: float = 17.6  # first side lobe of the TR 38.811 6.4.1 Bessel pattern
-    hap_sidelobe_db: float = 17.6  # same pattern applied to the HAP's per-region spot beams
     tbs_shadowing_los_db: float = 4.0  # TR 38.901 Table 7.4.1-1, UMi LoS sigma_SF
     tbs_shadowing_nlos_db: float = 7.82  # TR 38.901 Table 7.4.1-1, UMi NLoS sigma_SF
     a2g_a: float = 9.61  # Al-Hourani et al. 2014, urban
@@ -162,7 +161,7 @@ class ChannelConfig:
         for name in ("tbs_antenna_gain_dbi", "uav_antenna_gain_dbi", "hap_antenna_gain_dbi",
                      "satellite_antenna_gain_dbi", "ue_antenna_gain_dbi"):
             _float_in(self, name, -20.0, 70.0)
-        for name in ("satellite_sidelobe_db", "hap_sidelobe_db", "tbs_shadowing_los_db",
+        for name in ("satellite_sidelobe_db", "tbs_shadowing_los_db",
                      "tbs_shadowing_nlos_db", "a2g_eta_los_db", "a2g_eta_nlos_db",
                      "gas_zenith_db", "scintillation_db"):
             _float_in(self, name, 0.0, 100.0)

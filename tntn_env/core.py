@@ -438,9 +438,17 @@ class TNTNCore:
         z, u = fields_at(self.Xt + torch.arange(self.I, device=self.device),
                          ue.expand(-1, self.I, -1, -1))
         hap_db, hap_los = self._ntn_gain_db(d3, el, z, u, ch.hap_antenna_gain_dbi, env)
-        spot_hap = topo.region_hap  # spot j belongs to HAP region_hap[j]
-        own = topo.user_region[None, :] == torch.arange(J, device=self.device)[:, None]  # [J, Ut]
-        spot_db = hap_db[:, spot_hap] - torch.where(own, 0.0, ch.hap_sidelobe_db)[None]
+        # Spot beam j points from HAP region_hap[j] at the centre of region j; the off-axis angle
+        # of each user sets the aperture pattern (neighbouring regions get spill-over).
+        spot_hap = topo.region_hap
+        hxy = topo.hap_xy[spot_hap]  # [J, 2]
+        bore = topo.region_centre_xy - hxy  # [J, 2]
+        rel = st.user_xy[:, None] - hxy[None, :, None]  # [E, J, Ut, 2]
+        dot = (rel * bore[None, :, None]).sum(-1) + dh * dh
+        cos_t = dot / (torch.sqrt((rel * rel).sum(-1) + dh * dh)
+                       * torch.sqrt((bore * bore).sum(-1) + dh * dh)[None, :, None])
+        sin_t = torch.sqrt((1.0 - cos_t * cos_t).clamp(min=0.0))
+        spot_db = hap_db[:, spot_hap] + chn.aperture_pattern_db(sin_t, ch.hap_antenna_gain_dbi)
         ls_gain[:, self.Xt:self.Xt + J] = chn.db_to_linear(spot_db)
         ls_los[:, self.Xt:self.Xt + J] = hap_los[:, spot_hap]
         # Satellite: geometry per region (TR 38.811 slant range), one field for all beams.
