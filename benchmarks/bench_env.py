@@ -75,7 +75,11 @@ def main() -> None:
     p.add_argument("--cuda-sizes", type=int, nargs="+", default=[4096, 65536])
     p.add_argument("--seconds", type=float, default=5.0, help="timed seconds per measurement")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch intra-op threads (default: torch's choice, the core count)")
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     res = {"machine": {"platform": platform.platform(), "torch": torch.__version__,
                        "threads": torch.get_num_threads(),
                        "cuda": (torch.cuda.get_device_name(0) if torch.cuda.is_available()

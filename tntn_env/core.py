@@ -825,8 +825,8 @@ class TNTNCore:
         if auto_reset and bool(trunc.any()):
             self.reset(env_ids=torch.nonzero(trunc).flatten())
             self.last, self._last_state = sc, st
-        else:
-            self._masks = self.masks()
+        elif any(bool(dec[t].any()) for t in self.tiers if t != "local"):
+            self._masks = self.masks()  # masks depend only on the allocation, changed this step
         out["obs"], out["masks"] = self.observe(), self._masks
         return out
 
