@@ -1,0 +1,568 @@
+"""HDRL: hierarchical PPO for TN-NTN spectrum allocation (the paper's Algorithm 1), CleanRL style.
+
+Three PPO learners (satellite, HAP, local) with parameters shared within a tier (a one-hot agent
+id is appended to each input). Each tier decides on its own time scale (``core.decides()``:
+satellite every delta_s = 50 steps, HAPs every delta_h = 10, local agents every step) and learns
+from macro-transitions: the rewards between two of its decisions, discounted inside the interval,
+form one transition, and GAE runs over macro-transitions with gamma^k between them (an SMDP).
+On steps where an upper tier decides, the tiers are sampled top-down inside the step (satellite,
+then HAPs with masks from ``core.masks_for``, then local agents), so no lower choice is voided.
+
+Batch: an iteration is num_envs * num_steps env steps (16 * 125 = 2000, the paper's batch). Each
+learner updates once per iteration on the macro-transitions completed in it: local ~ num_envs *
+num_steps * local agents samples, HAP ~ num_envs * num_steps / delta_h * HAPs, satellite ~ num_envs
+* num_steps / delta_s (a tier's unfinished transition carries over to the next iteration).
+Reward modes (the paper's ablation): cumulative = sum of gamma^i r_i over the interval;
+aggregative = that sum / interval length; difference = the same sum of r_i - r_i(default), where
+r_i(default) is the tier reward with this agent's allocation replaced by core.default_actions
+(equal split above, idle below), scored by core.evaluate (one what-if candidate per agent).
+target_kl = 0.02 stands in for the adaptive KL penalty (kl_target 0.01) of RLlib's PPO, which the
+paper's prototype ran on: without it, 30 epochs drive approx KL to 0.1-1 and learning stalls.
+
+    python trainers/hdrl_ppo.py --seed 1          # then: tensorboard --logdir runs
+"""
+
+import json
+import os
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn as nn
+import tyro
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+from tntn_env import TNTNCore, make_config
+
+METRICS = ("throughput_mbps", "spectral_efficiency", "fairness", "qos_violation", "uav_penalty",
+           "sum_rate_mbps", "spectrum_utilisation", "reward")
+LOSSES = ("value_loss", "policy_loss", "entropy", "old_approx_kl", "approx_kl", "clipfrac",
+          "explained_variance")
+
+
+@dataclass
+class Args:
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment"""
+    seed: int = 1
+    """seed of the experiment (env i of the batch is reset with seed + i)"""
+    torch_deterministic: bool = True
+    """if toggled, `torch.backends.cudnn.deterministic=True`"""
+    cuda: bool = True
+    """if toggled, cuda is used when available (CPU otherwise)"""
+    threads: int = 1
+    """torch CPU threads (0: torch's default); 1 avoids oversubscription on small shared machines"""
+    save_model: bool = False
+    """write runs/{run_name}/checkpoint.pt every `save_interval` iterations and at the end"""
+    save_interval: int = 10
+    """iterations between periodic checkpoints"""
+    resume: str | None = None
+    """continue a run from its checkpoint: same dir, step, Args (CLI: budget, device, saving)"""
+    eval_only: str | None = None
+    """checkpoint whose policy is evaluated (see eval_greedy); writes eval.json next to it"""
+    eval_episodes: int = 8
+    """episodes of the evaluation (run as that many parallel envs)"""
+    eval_seed: int = 10_000
+    """seed of the evaluation episodes (episode i uses eval_seed + i)"""
+    eval_greedy: bool = True
+    """evaluate the argmax masked actions (--no-eval-greedy: sample from the policy)"""
+
+    # Environment
+    scenario: Literal["sag", "ag", "uav"] = "sag"
+    """network scenario (sag: satellite+HAP+ground, ag: HAP+ground, uav: ground only)"""
+    env_overrides: str = ""
+    """make_config overrides: JSON object or key=value list, e.g. 'num_subbands=4,hap_interval=5'"""
+
+    # Algorithm (defaults: paper Section 4.1 where it gives a value, else CleanRL PPO)
+    total_timesteps: int = 50_000
+    """total env steps (summed over the parallel envs)"""
+    learning_rate: float = 5e-4
+    """learning rate of the three optimisers (paper)"""
+    num_envs: int = 16
+    """number of environments stepped together by the batched core"""
+    num_steps: int = 125
+    """env steps per env per iteration; batch_size = num_envs * num_steps = 2000 (paper)"""
+    anneal_lr: bool = True
+    """linearly anneal the learning rate to 0"""
+    gamma: float = 0.99
+    """discount per env step (paper); a macro-transition of k steps is discounted by gamma^k"""
+    gae_lambda: float = 0.95
+    """GAE lambda, applied once per macro-transition"""
+    minibatch_size: int = 512
+    """samples (agent macro-transitions) per gradient step (paper)"""
+    update_epochs: int = 30
+    """epochs over each learner's batch per iteration (paper: 30 SGD iterations)"""
+    norm_adv: bool = True
+    """normalise advantages per minibatch"""
+    clip_coef: float = 0.2
+    """surrogate clipping coefficient"""
+    clip_vloss: bool = False
+    """clip the value loss around the old values (off: unnormalised returns are O(10))"""
+    ent_coef: float = 0.01
+    """entropy coefficient (paper)"""
+    vf_coef: float = 1.0
+    """value loss coefficient (paper)"""
+    max_grad_norm: float = 0.5
+    """gradient norm clip, applied to actor and critic separately"""
+    target_kl: float | None = 0.02
+    """stop the epochs once approx KL exceeds this (RLlib-style KL control, see above; None: off)"""
+    reward_mode: Literal["cumulative", "aggregative", "difference"] = "cumulative"
+    """reward formulation of the macro-transitions (see the module docstring)"""
+    hidden_size: int = 128
+    """hidden units of the two-layer actor and critic MLPs"""
+    mask_in_obs: bool = True
+    """append the top-down action mask to HAP / local inputs (it shows this step's upper choices)"""
+
+    # computed at runtime
+    batch_size: int = 0
+    """env steps per iteration = num_envs * num_steps (per-learner samples: module docstring)"""
+    num_iterations: int = 0
+    """total_timesteps // batch_size"""
+
+
+def parse_overrides(text: str) -> dict:
+    """'{"num_subbands": 4}' or 'num_subbands=4,power_levels=[0.5,1.0]' -> dict (JSON values)."""
+    text = text.strip()
+    if not text:
+        return {}
+    if text.startswith("{"):
+        return json.loads(text)
+    parts, tok, depth = [], "", 0
+    for ch in text + ",":
+        depth += (ch in "[{(") - (ch in "]})")
+        if depth == 0 and (ch == "," or ch.isspace()):
+            parts, tok = parts + [tok] * bool(tok), ""
+        else:
+            tok += ch
+    out = {}
+    for p in parts:
+        key, eq, val = p.partition("=")
+        if not eq:
+            raise ValueError(f"env override {p!r} is not key=value")
+        try:
+            out[key] = json.loads(val)
+        except json.JSONDecodeError:
+            out[key] = val
+    return out
+
+
+def make_core(args: Args, num_envs: int, device) -> TNTNCore:
+    cfg = make_config(args.scenario, **parse_overrides(args.env_overrides))
+    # Feasibility comes from the masked heads and is checked below; the core's own check validates
+    # against the pre-step masks, which rejects top-down samples (reported to the core's owner).
+    return TNTNCore(cfg, num_envs=num_envs, device=device, check_actions=False)
+
+
+def layer_init(layer, std=2 ** 0.5, bias_const=0.0):
+    torch.nn.init.orthogonal_(layer.weight, std)
+    torch.nn.init.constant_(layer.bias, bias_const)
+    return layer
+
+
+class MaskedHeads:
+    """Masked categoricals over a flat MultiDiscrete logit vector (one row per action position).
+
+    Forbidden choices get logit -1e8, so their probability is exactly 0 and they are never
+    sampled; a lean log-softmax replaces torch's Categorical (half the cost in the update)."""
+
+    def __init__(self, nvec, device):
+        nv = torch.tensor(nvec)
+        self.offs = (torch.cumsum(nv, 0) - nv).to(device)
+        idx = torch.full((len(nvec), max(nvec)), int(nv.sum()))  # padding -> an always-off column
+        for p, n in enumerate(nvec):
+            idx[p, :n] = self.offs[p].cpu() + torch.arange(n)
+        self.idx = idx.to(device)
+
+    def log_probs(self, logits, mask):
+        """[..., F] logits and mask -> [..., positions, widest] log-probabilities."""
+        lg = torch.where(mask, logits, -1e8)
+        lg = torch.cat([lg, torch.full_like(lg[..., :1], -1e8)], -1)[..., self.idx]
+        return torch.log_softmax(lg, -1)
+
+    @staticmethod
+    def sample(lp, greedy=False):
+        if greedy:
+            return lp.argmax(-1)
+        return torch.multinomial(lp.exp().reshape(-1, lp.shape[-1]), 1).view(lp.shape[:-1])
+
+    @staticmethod
+    def log_prob(lp, action):
+        return lp.gather(-1, action[..., None]).squeeze(-1).sum(-1)
+
+    @staticmethod
+    def entropy(lp):
+        return -(lp.exp() * lp).sum((-1, -2))
+
+    def infeasible(self, action, mask):
+        """Chosen entries that the mask forbids, per env."""
+        return (~torch.gather(mask, -1, action + self.offs)).flatten(1).sum(1)
+
+
+class TierAgent(nn.Module):
+    """Actor and critic shared by the agents of one tier."""
+
+    def __init__(self, in_dim, act_dim, hidden):
+        super().__init__()
+        self.critic = nn.Sequential(
+            layer_init(nn.Linear(in_dim, hidden)), nn.Tanh(),
+            layer_init(nn.Linear(hidden, hidden)), nn.Tanh(),
+            layer_init(nn.Linear(hidden, 1), std=1.0))
+        self.actor = nn.Sequential(
+            layer_init(nn.Linear(in_dim, hidden)), nn.Tanh(),
+            layer_init(nn.Linear(hidden, hidden)), nn.Tanh(),
+            layer_init(nn.Linear(hidden, act_dim), std=0.01))
+
+    def value(self, x):
+        return self.critic(x).squeeze(-1)
+
+
+def tier_input(core, tier, obs, mask, with_mask):
+    """Observation (+ float mask for HAP / local) + one-hot agent id: [E, agents, in_dim]."""
+    E, A = obs.shape[:2]
+    eye = torch.eye(A, device=obs.device).expand(E, A, A)
+    parts = [obs, mask.float(), eye] if with_mask and tier != "satellite" else [obs, eye]
+    return torch.cat(parts, -1)
+
+
+def in_dim(core, tier, with_mask):
+    extra = core.action_size(tier) if with_mask and tier != "satellite" else 0
+    return core.obs_size(tier) + extra + core.num_agents[tier]
+
+
+def decide(core, agents, heads, obs, masks, with_mask, greedy=False):
+    """Top-down pass over the tiers that decide on this step (each sees the masks left by the
+    upper choices just made). Returns the joint action for core.step and, per deciding tier,
+    (input, mask, action, log-prob)."""
+    E, dec = core.num_envs, core.decides()
+    acts, taken, upper = {}, {}, {}
+    for t in core.tiers:
+        if not bool(dec[t].any()):  # not its turn: the core ignores this entry
+            acts[t] = torch.zeros(E, core.num_agents[t], len(core.nvec[t]), dtype=torch.long,
+                                  device=core.device)
+            continue
+        assert bool(dec[t].all()), "environments out of step (all envs must share the step count)"
+        m = core.masks_for(upper)[t] if upper else masks[t]
+        x = tier_input(core, t, obs[t], m, with_mask)
+        lp = heads[t].log_probs(agents[t].actor(x), m)
+        a = heads[t].sample(lp, greedy)
+        acts[t] = upper[t] = a
+        taken[t] = (x, m, a, heads[t].log_prob(lp, a))
+    return acts, taken
+
+
+def difference_baseline(core, acts, taken):
+    """Reward of every tier's agent i with its action replaced by the default (what-if, one
+    candidate per agent, batched): {tier: [E, agents]}."""
+    E, st = core.num_envs, core.state
+    eff = {}  # the allocation in force on this step, as actions
+    if "satellite" in core.tiers:
+        eff["satellite"] = (acts["satellite"] if "satellite" in taken
+                            else st.sat_choice.view(E, 1, -1))
+    if "hap" in core.tiers:
+        eff["hap"] = acts["hap"] if "hap" in taken else st.hap_choice.view(E, core.I, -1)
+    eff["local"] = acts["local"]
+    sat = eff["satellite"].view(E, -1) if "satellite" in eff else st.sat_choice
+    default = {t: core.default_actions(t) for t in core.tiers}
+    if "hap" in default:  # equal split of the satellite allocation of this step
+        default["hap"] = core.fixed_hap_choice(sat).view(E, core.I, -1)
+    cands = []
+    for t in core.tiers:
+        for i in range(core.num_agents[t]):
+            c = dict(eff)
+            c[t] = eff[t].clone()
+            c[t][:, i] = default[t][:, i]
+            cands.append(c)
+    res = core.evaluate({t: torch.stack([c[t] for c in cands], 1) for t in core.tiers}, "all")
+    out, k = {}, 0
+    for t in core.tiers:
+        A = core.num_agents[t]
+        out[t] = torch.diagonal(res["rewards"][t][:, k:k + A], dim1=1, dim2=2)
+        k += A
+    return out
+
+
+def macro_gae(rows, values, next_value, lam):
+    """GAE over macro-transitions: delta = R + gamma^k V(s') (1 - done) - V(s)."""
+    adv = torch.zeros_like(values)
+    last = torch.zeros_like(next_value)
+    for i in reversed(range(len(rows))):
+        nv = next_value if i == len(rows) - 1 else values[i + 1]
+        keep = 1.0 - rows[i]["done"]
+        delta = rows[i]["r"] + rows[i]["disc"] * nv * keep - values[i]
+        last = delta + rows[i]["disc"] * lam * keep * last
+        adv[i] = last
+    return adv, adv + values
+
+
+def ppo_update(agent, opt, heads, b, args):
+    """CleanRL PPO epochs on flat samples b (x, m, a, logp, adv, ret, val)."""
+    n = b["x"].shape[0]
+    clipfracs, st = [], {}
+    epochs = 0
+    for _ in range(args.update_epochs):
+        epochs += 1
+        perm = torch.randperm(n, device=b["x"].device)
+        for start in range(0, n, args.minibatch_size):
+            i = perm[start:start + args.minibatch_size]
+            lp = heads.log_probs(agent.actor(b["x"][i]), b["m"][i])
+            logratio = heads.log_prob(lp, b["a"][i]) - b["logp"][i]
+            ratio = logratio.exp()
+            with torch.no_grad():
+                st["old_approx_kl"] = (-logratio).mean().item()
+                st["approx_kl"] = ((ratio - 1) - logratio).mean().item()
+                clipfracs.append(((ratio - 1.0).abs() > args.clip_coef).float().mean().item())
+            adv = b["adv"][i]
+            if args.norm_adv and len(i) > 1:
+                adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+            pg_loss = torch.max(-adv * ratio,
+                                -adv * ratio.clamp(1 - args.clip_coef, 1 + args.clip_coef)).mean()
+            v = agent.value(b["x"][i])
+            v_loss = 0.5 * (v - b["ret"][i]) ** 2
+            if args.clip_vloss:
+                v_clip = b["val"][i] + (v - b["val"][i]).clamp(-args.clip_coef, args.clip_coef)
+                v_loss = torch.max(v_loss, 0.5 * (v_clip - b["ret"][i]) ** 2)
+            v_loss = v_loss.mean()
+            entropy = heads.entropy(lp).mean()
+            loss = pg_loss - args.ent_coef * entropy + args.vf_coef * v_loss
+            opt.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(agent.actor.parameters(), args.max_grad_norm)
+            nn.utils.clip_grad_norm_(agent.critic.parameters(), args.max_grad_norm)
+            opt.step()
+        if args.target_kl is not None and st["approx_kl"] > args.target_kl:
+            break
+    y, var_y = b["ret"], b["ret"].var()
+    ev = np.nan if var_y == 0 else (1 - (y - b["val"]).var() / var_y).item()
+    st.update(value_loss=v_loss.item(), policy_loss=pg_loss.item(), entropy=entropy.item(),
+              clipfrac=float(np.mean(clipfracs)), explained_variance=ev, epochs=epochs)
+    return st
+
+
+def build_agents(core, args, device):
+    agents = {t: TierAgent(in_dim(core, t, args.mask_in_obs), core.action_size(t),
+                           args.hidden_size).to(device) for t in core.tiers}
+    heads = {t: MaskedHeads(core.nvec[t], device) for t in core.tiers}
+    return agents, heads
+
+
+def load_policy(path, core, greedy=True):
+    """Policy of a checkpoint (argmax masked actions; greedy=False samples): act(obs, masks) ->
+    actions dict for core.step (top-down)."""
+    ck = torch.load(path, map_location=core.device, weights_only=True)
+    args = Args(**ck["args"])
+    agents, heads = build_agents(core, args, core.device)
+    for t in core.tiers:
+        agents[t].load_state_dict(ck["models"][t])
+
+    @torch.no_grad()
+    def act(obs, masks):
+        return decide(core, agents, heads, obs, masks, args.mask_in_obs, greedy=greedy)[0]
+
+    return act
+
+
+def save_checkpoint(path, agents, opts, args, global_step, iteration):
+    tmp = f"{path}.tmp"
+    torch.save({"models": {t: a.state_dict() for t, a in agents.items()},
+                "optimizers": {t: o.state_dict() for t, o in opts.items()},
+                "args": asdict(args), "global_step": global_step, "iteration": iteration}, tmp)
+    os.replace(tmp, path)  # a run killed mid-write keeps its previous checkpoint
+
+
+def evaluate(path, episodes, seed, device, greedy=True):
+    """Evaluation of a checkpoint's policy: mean metrics over `episodes` episodes."""
+    ck = torch.load(path, map_location=device, weights_only=True)
+    core = make_core(Args(**ck["args"]), episodes, device)
+    act = load_policy(path, core, greedy)
+    obs, masks = core.reset(seed=seed)
+    sums, ret = {k: 0.0 for k in METRICS}, {t: 0.0 for t in core.tiers}
+    infeasible, secs, steps = 0, 0.0, core.cfg.timing.episode_steps
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        acts = act(obs, masks)
+        secs += time.perf_counter() - t0
+        out = core.step(acts)
+        infeasible += int((out["voided"] + out["repaired"]).sum())
+        for k in METRICS:
+            sums[k] += out["metrics"][k].mean().item() / steps
+        for t in core.tiers:
+            ret[t] += out["rewards"][t].mean().item()
+        obs, masks = out["obs"], out["masks"]
+    return {"checkpoint": str(path), "episodes": episodes, "eval_seed": seed, "greedy": greedy,
+            "global_step": ck["global_step"], **sums,
+            **{f"episodic_return_{t}": v for t, v in ret.items()},
+            "infeasible_actions": infeasible, "policy_ms_per_step": 1e3 * secs / steps}
+
+
+if __name__ == "__main__":
+    args = tyro.cli(Args)
+    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    if args.eval_only:
+        res = evaluate(args.eval_only, args.eval_episodes, args.eval_seed, device, args.eval_greedy)
+        Path(args.eval_only).parent.joinpath("eval.json").write_text(json.dumps(res, indent=2))
+        print(json.dumps(res, indent=2))
+        raise SystemExit(0)
+    ck = None
+    if args.resume:
+        ck = torch.load(args.resume, map_location=device, weights_only=True)
+        keep = {k: getattr(args, k) for k in ("resume", "total_timesteps", "cuda", "threads",
+                                              "save_model", "save_interval")}
+        args = Args(**{**ck["args"], **keep})
+    args.batch_size = args.num_envs * args.num_steps
+    args.num_iterations = args.total_timesteps // args.batch_size
+    if args.resume:
+        run_dir = Path(args.resume).parent
+        run_name = run_dir.name
+    else:
+        run_name = f"{args.scenario}__{args.exp_name}__{args.seed}__{int(time.time())}"
+        run_dir = Path("runs") / run_name
+    writer = SummaryWriter(str(run_dir))
+    table = "\n".join([f"|{key}|{value}|" for key, value in vars(args).items()])
+    writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
+
+    # Seeding
+    start_iteration = ck["iteration"] + 1 if ck else 1
+    global_step = ck["global_step"] if ck else 0
+    seed = args.seed + (start_iteration - 1)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+
+    # Environment and learners
+    core = make_core(args, args.num_envs, device)
+    tiers, E = core.tiers, args.num_envs
+    tm = core.cfg.timing
+    nested = tm.satellite_interval % tm.hap_interval == 0 or "satellite" not in tiers
+    if not nested:
+        print("warning: hap_interval does not divide satellite_interval; a satellite decision "
+              "can void HAP choices made earlier (counted in env/infeasible_actions)")
+    agents, heads = build_agents(core, args, device)
+    opts = {t: torch.optim.Adam(a.parameters(), lr=args.learning_rate, eps=1e-5)
+            for t, a in agents.items()}
+    if ck:
+        for t in tiers:
+            agents[t].load_state_dict(ck["models"][t])
+            opts[t].load_state_dict(ck["optimizers"][t])
+    obs, masks = core.reset(seed=args.seed + global_step)
+    # Per tier: the open decision, its discounted reward so far, and completed macro-transitions.
+    pend = {t: None for t in tiers}
+    acc_r = {t: torch.zeros(E, core.num_agents[t], device=device) for t in tiers}
+    acc_g = {t: torch.ones(E, 1, device=device) for t in tiers}
+    acc_k = {t: torch.zeros(E, 1, device=device) for t in tiers}
+    rows = {t: [] for t in tiers}
+    ep_ret = {t: torch.zeros(E, device=device) for t in tiers}
+
+    def close(t, done):
+        r = acc_r[t].clone()
+        if args.reward_mode == "aggregative":
+            r = r / acc_k[t].clamp(min=1)
+        x, m, a, logp = pend[t]
+        rows[t].append({"x": x, "m": m, "a": a, "logp": logp, "r": r, "disc": acc_g[t].clone(),
+                        "done": torch.full((E, 1), float(done), device=device)})
+        pend[t] = None
+
+    start_time, start_step = time.time(), global_step
+    pbar = tqdm(total=args.num_iterations * args.batch_size, initial=global_step, unit="step")
+    save_path = run_dir / "checkpoint.pt"
+    for iteration in range(start_iteration, args.num_iterations + 1):
+        if args.anneal_lr:
+            lr = (1.0 - (iteration - 1.0) / args.num_iterations) * args.learning_rate
+            for o in opts.values():
+                o.param_groups[0]["lr"] = lr
+        msum = {k: 0.0 for k in METRICS}
+        infeasible = voided = 0
+
+        # Rollout: each tier acts when it decides; rewards accumulate into its macro-transition
+        for _ in range(args.num_steps):
+            global_step += E
+            with torch.no_grad():
+                acts, taken = decide(core, agents, heads, obs, masks, args.mask_in_obs)
+                base = difference_baseline(core, acts, taken) if args.reward_mode == "difference" \
+                    else None
+            for t, (x, m, a, logp) in taken.items():
+                if pend[t] is not None:
+                    close(t, done=False)
+                pend[t] = (x, m, a, logp)
+                acc_r[t].zero_(), acc_g[t].fill_(1.0), acc_k[t].zero_()
+                infeasible += int(heads[t].infeasible(a, m).sum())
+            out = core.step(acts, auto_reset=True)
+            voided += int(out["voided"].sum())
+            infeasible += int((out["voided"] + out["repaired"]).sum())
+            for t in tiers:
+                r = out["rewards"][t]
+                ep_ret[t] += r.mean(1)
+                if base is not None:
+                    r = r - base[t]
+                acc_r[t] += acc_g[t] * r
+                acc_g[t] *= args.gamma
+                acc_k[t] += 1
+            for k in METRICS:
+                msum[k] += out["metrics"][k].mean().item()
+            trunc = out["truncated"]
+            if bool(trunc.any()):
+                assert bool(trunc.all()), "environments out of step"
+                for t in tiers:
+                    if pend[t] is not None:
+                        close(t, done=True)
+                    writer.add_scalar(f"charts/episodic_return_{t}", ep_ret[t].mean().item(),
+                                      global_step)
+                    ep_ret[t].zero_()
+                writer.add_scalar("charts/episodic_length", tm.episode_steps, global_step)
+            obs, masks = out["obs"], out["masks"]
+            pbar.update(E)
+        if nested:
+            assert voided == 0, f"{voided} lower-tier choices voided despite top-down sampling"
+
+        # Update each learner on the macro-transitions completed so far
+        stats = {}
+        for t in tiers:
+            if not rows[t]:
+                continue
+            R = rows[t]
+            with torch.no_grad():
+                x = torch.stack([r["x"] for r in R])
+                values = agents[t].value(x)
+                next_value = (agents[t].value(pend[t][0]) if pend[t] is not None
+                              else torch.zeros_like(values[0]))
+                adv, ret = macro_gae(R, values, next_value, args.gae_lambda)
+            b = {"x": x, "m": torch.stack([r["m"] for r in R]),
+                 "a": torch.stack([r["a"] for r in R]),
+                 "logp": torch.stack([r["logp"] for r in R]), "adv": adv, "ret": ret,
+                 "val": values}
+            b = {k: v.flatten(0, 2) for k, v in b.items()}
+            stats[t] = ppo_update(agents[t], opts[t], heads[t], b, args)
+            rows[t] = []
+            writer.add_scalar(f"charts/batch_size_{t}", b["x"].shape[0], global_step)
+            for k, v in stats[t].items():
+                writer.add_scalar(f"losses/{k}_{t}", v, global_step)
+        for k in LOSSES if stats else ():  # plain names: mean over the learners updated now
+            writer.add_scalar(f"losses/{k}", float(np.nanmean([s[k] for s in stats.values()])),
+                              global_step)
+
+        # Logging and checkpoints
+        sps = int((global_step - start_step) / (time.time() - start_time))
+        writer.add_scalar("charts/SPS", sps, global_step)
+        writer.add_scalar("charts/learning_rate", opts[tiers[-1]].param_groups[0]["lr"],
+                          global_step)
+        for k in METRICS:
+            writer.add_scalar(f"env/{k}", msum[k] / args.num_steps, global_step)
+        writer.add_scalar("env/infeasible_actions", infeasible, global_step)
+        writer.add_scalar("env/voided", voided, global_step)
+        pbar.set_postfix(SPS=sps, se=f"{msum['spectral_efficiency'] / args.num_steps:.3f}",
+                         thr=f"{msum['throughput_mbps'] / args.num_steps:.2f}",
+                         fair=f"{msum['fairness'] / args.num_steps:.2f}")
+        if args.save_model and (iteration % args.save_interval == 0
+                                or iteration == args.num_iterations):
+            save_checkpoint(save_path, agents, opts, args, global_step, iteration)
+    pbar.close()
+    if args.save_model:
+        print(f"model saved to {save_path}")
+    writer.close()

@@ -1,0 +1,509 @@
+"""MAPPO (the MADRL baseline) for TN-NTN spectrum allocation, CleanRL style.
+
+The same agents as HDRL (satellite, HAPs, local schedulers) but all acting every step (the config
+is forced to satellite_interval = hap_interval = 1). Decentralised masked actors with parameters
+shared per tier (one-hot agent id appended), a centralised critic per tier on
+``core.global_state`` (one value head per agent of the tier) and value normalisation, after the
+MAPPO recipe (Yu et al., "The Surprising Effectiveness of PPO in Cooperative Multi-Agent Games",
+2022): ReLU MLPs with input LayerNorm, Huber value loss on normalised targets, value clipping,
+one minibatch, 15 epochs. By default the tiers are sampled top-down within a step (each actor
+still sees only its own observation; the mask carries the upper tiers' choices), so nothing is
+voided; --no-top-down lets all agents act at once on the observed masks.
+
+    python trainers/mappo.py --seed 1          # then: tensorboard --logdir runs
+"""
+
+import json
+import os
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn as nn
+import tyro
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+from tntn_env import TNTNCore, make_config
+
+METRICS = ("throughput_mbps", "spectral_efficiency", "fairness", "qos_violation", "uav_penalty",
+           "sum_rate_mbps", "spectrum_utilisation", "reward")
+LOSSES = ("value_loss", "policy_loss", "entropy", "old_approx_kl", "approx_kl", "clipfrac",
+          "explained_variance")
+
+
+@dataclass
+class Args:
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment"""
+    seed: int = 1
+    """seed of the experiment (env i of the batch is reset with seed + i)"""
+    torch_deterministic: bool = True
+    """if toggled, `torch.backends.cudnn.deterministic=True`"""
+    cuda: bool = True
+    """if toggled, cuda is used when available (CPU otherwise)"""
+    threads: int = 1
+    """torch CPU threads (0: torch's default); 1 avoids oversubscription on small shared machines"""
+    save_model: bool = False
+    """write runs/{run_name}/checkpoint.pt every `save_interval` iterations and at the end"""
+    save_interval: int = 10
+    """iterations between periodic checkpoints"""
+    resume: str | None = None
+    """continue a run from its checkpoint: same dir, step, Args (CLI: budget, device, saving)"""
+    eval_only: str | None = None
+    """checkpoint whose policy is evaluated (see eval_greedy); writes eval.json next to it"""
+    eval_episodes: int = 8
+    """episodes of the evaluation (run as that many parallel envs)"""
+    eval_seed: int = 10_000
+    """seed of the evaluation episodes (episode i uses eval_seed + i)"""
+    eval_greedy: bool = True
+    """evaluate the argmax masked actions (--no-eval-greedy: sample from the policy)"""
+
+    # Environment
+    scenario: Literal["sag", "ag", "uav"] = "sag"
+    """network scenario (sag: satellite+HAP+ground, ag: HAP+ground, uav: ground only)"""
+    env_overrides: str = ""
+    """make_config overrides (JSON or key=value list); satellite/hap intervals are forced to 1"""
+
+    # Algorithm (defaults: MAPPO's where they fit; batch as in the HDRL trainer)
+    total_timesteps: int = 50_000
+    """total env steps (summed over the parallel envs)"""
+    learning_rate: float = 5e-4
+    """learning rate of actors and critics (MAPPO: 5e-4)"""
+    num_envs: int = 16
+    """number of environments stepped together by the batched core"""
+    num_steps: int = 125
+    """env steps per env per iteration; a tier's batch = num_envs * num_steps * its agents"""
+    anneal_lr: bool = False
+    """linearly anneal the learning rate to 0 (MAPPO: off)"""
+    gamma: float = 0.99
+    """discount factor"""
+    gae_lambda: float = 0.95
+    """GAE lambda"""
+    num_minibatches: int = 1
+    """minibatches per epoch (MAPPO: 1)"""
+    update_epochs: int = 15
+    """PPO epochs per iteration (MAPPO: 15)"""
+    norm_adv: bool = True
+    """normalise advantages per minibatch"""
+    clip_coef: float = 0.2
+    """surrogate clipping coefficient (also clips the normalised value)"""
+    clip_vloss: bool = True
+    """clip the value loss around the old (normalised) values"""
+    ent_coef: float = 0.01
+    """entropy coefficient"""
+    vf_coef: float = 1.0
+    """value loss coefficient"""
+    huber_delta: float = 10.0
+    """Huber loss delta of the value loss (MAPPO: 10)"""
+    max_grad_norm: float = 10.0
+    """gradient norm clip, actor and critic separately (MAPPO: 10)"""
+    target_kl: float | None = None
+    """stop a tier's epochs early once its approx KL exceeds this"""
+    hidden_size: int = 64
+    """hidden units of the two-layer ReLU MLPs (MAPPO: 64)"""
+    value_norm: bool = True
+    """normalise value targets with running statistics (MAPPO's ValueNorm)"""
+    top_down: bool = True
+    """sample tiers top-down in a step (masks_for; nothing voided); off: simultaneous, may void"""
+    mask_in_obs: bool = True
+    """append the action mask to HAP and local actor inputs"""
+
+    # computed at runtime
+    batch_size: int = 0
+    """env steps per iteration = num_envs * num_steps"""
+    num_iterations: int = 0
+    """total_timesteps // batch_size"""
+
+
+def parse_overrides(text: str) -> dict:
+    """'{"num_subbands": 4}' or 'num_subbands=4,power_levels=[0.5,1.0]' -> dict (JSON values)."""
+    text = text.strip()
+    if not text:
+        return {}
+    if text.startswith("{"):
+        return json.loads(text)
+    parts, tok, depth = [], "", 0
+    for ch in text + ",":
+        depth += (ch in "[{(") - (ch in "]})")
+        if depth == 0 and (ch == "," or ch.isspace()):
+            parts, tok = parts + [tok] * bool(tok), ""
+        else:
+            tok += ch
+    out = {}
+    for p in parts:
+        key, eq, val = p.partition("=")
+        if not eq:
+            raise ValueError(f"env override {p!r} is not key=value")
+        try:
+            out[key] = json.loads(val)
+        except json.JSONDecodeError:
+            out[key] = val
+    return out
+
+
+def make_core(args: Args, num_envs: int, device) -> TNTNCore:
+    ov = {**parse_overrides(args.env_overrides), "satellite_interval": 1, "hap_interval": 1}
+    # Feasibility comes from the masked heads and is checked below (the core's own check
+    # validates against pre-step masks, which rejects top-down samples).
+    return TNTNCore(make_config(args.scenario, **ov), num_envs=num_envs, device=device,
+                    check_actions=False)
+
+
+def layer_init(layer, std=2 ** 0.5, bias_const=0.0):
+    torch.nn.init.orthogonal_(layer.weight, std)
+    torch.nn.init.constant_(layer.bias, bias_const)
+    return layer
+
+
+class MaskedHeads:
+    """Masked categoricals over a flat MultiDiscrete logit vector (one row per action position).
+
+    Forbidden choices get logit -1e8, so their probability is exactly 0 and they are never
+    sampled; a lean log-softmax replaces torch's Categorical (half the cost in the update)."""
+
+    def __init__(self, nvec, device):
+        nv = torch.tensor(nvec)
+        self.offs = (torch.cumsum(nv, 0) - nv).to(device)
+        idx = torch.full((len(nvec), max(nvec)), int(nv.sum()))  # padding -> an always-off column
+        for p, n in enumerate(nvec):
+            idx[p, :n] = self.offs[p].cpu() + torch.arange(n)
+        self.idx = idx.to(device)
+
+    def log_probs(self, logits, mask):
+        """[..., F] logits and mask -> [..., positions, widest] log-probabilities."""
+        lg = torch.where(mask, logits, -1e8)
+        lg = torch.cat([lg, torch.full_like(lg[..., :1], -1e8)], -1)[..., self.idx]
+        return torch.log_softmax(lg, -1)
+
+    @staticmethod
+    def sample(lp, greedy=False):
+        if greedy:
+            return lp.argmax(-1)
+        return torch.multinomial(lp.exp().reshape(-1, lp.shape[-1]), 1).view(lp.shape[:-1])
+
+    @staticmethod
+    def log_prob(lp, action):
+        return lp.gather(-1, action[..., None]).squeeze(-1).sum(-1)
+
+    @staticmethod
+    def entropy(lp):
+        return -(lp.exp() * lp).sum((-1, -2))
+
+    def infeasible(self, action, mask):
+        """Chosen entries that the mask forbids, per env."""
+        return (~torch.gather(mask, -1, action + self.offs)).flatten(1).sum(1)
+
+
+class ValueNorm(nn.Module):
+    """Running mean / std of value targets (MAPPO's debiased EMA, beta = 0.99999)."""
+
+    def __init__(self, beta=0.99999, eps=1e-5):
+        super().__init__()
+        self.beta, self.eps = beta, eps
+        for name in ("mean", "mean_sq", "debias"):
+            self.register_buffer(name, torch.zeros(()))
+
+    def update(self, x):
+        w = self.beta
+        self.mean.mul_(w).add_(x.mean() * (1 - w))
+        self.mean_sq.mul_(w).add_((x ** 2).mean() * (1 - w))
+        self.debias.mul_(w).add_(1 - w)
+
+    def stats(self):
+        mean = self.mean / self.debias.clamp(min=self.eps)
+        var = (self.mean_sq / self.debias.clamp(min=self.eps) - mean ** 2).clamp(min=1e-2)
+        return mean, var.sqrt()
+
+    def normalize(self, x):
+        mean, std = self.stats()
+        return (x - mean) / std
+
+    def denormalize(self, x):
+        mean, std = self.stats()
+        return x * std + mean
+
+
+def mlp(in_dim, out_dim, hidden, out_std):
+    return nn.Sequential(nn.LayerNorm(in_dim), layer_init(nn.Linear(in_dim, hidden)), nn.ReLU(),
+                         layer_init(nn.Linear(hidden, hidden)), nn.ReLU(),
+                         layer_init(nn.Linear(hidden, out_dim), std=out_std))
+
+
+def build_agents(core, args, device):
+    """Per tier: actor (own obs [+ mask] + id), critic (global state -> a value per agent),
+    value norm."""
+    agents = {}
+    for t in core.tiers:
+        A = core.num_agents[t]
+        extra = core.action_size(t) if args.mask_in_obs and t != "satellite" else 0
+        agents[t] = nn.ModuleDict({
+            "actor": mlp(core.obs_size(t) + extra + A, core.action_size(t), args.hidden_size, 0.01),
+            "critic": mlp(core.state_size, A, args.hidden_size, 1.0),
+            "vnorm": ValueNorm()}).to(device)
+    heads = {t: MaskedHeads(core.nvec[t], device) for t in core.tiers}
+    return agents, heads
+
+
+def with_id(x, A):
+    """Append the one-hot agent id: [E, A, d] -> [E, A, d + A]."""
+    return torch.cat([x, torch.eye(A, device=x.device).expand(x.shape[0], A, A)], -1)
+
+
+def decide(core, agents, heads, obs, masks, args, greedy=False):
+    """All tiers act (top-down masks if args.top_down). Returns the joint action and, per tier,
+    (actor input, mask, action, log-prob)."""
+    acts, taken, upper = {}, {}, {}
+    for t in core.tiers:
+        m = core.masks_for(upper)[t] if args.top_down and upper else masks[t]
+        x = obs[t]
+        if args.mask_in_obs and t != "satellite":
+            x = torch.cat([x, m.float()], -1)
+        x = with_id(x, core.num_agents[t])
+        lp = heads[t].log_probs(agents[t]["actor"](x), m)
+        a = heads[t].sample(lp, greedy)
+        acts[t] = upper[t] = a
+        taken[t] = (x, m, a, heads[t].log_prob(lp, a))
+    return acts, taken
+
+
+def load_policy(path, core, greedy=True):
+    """Policy of a checkpoint (argmax masked actions; greedy=False samples): act(obs, masks) ->
+    actions dict for core.step."""
+    ck = torch.load(path, map_location=core.device, weights_only=True)
+    args = Args(**ck["args"])
+    agents, heads = build_agents(core, args, core.device)
+    for t in core.tiers:
+        agents[t].load_state_dict(ck["models"][t])
+
+    @torch.no_grad()
+    def act(obs, masks):
+        return decide(core, agents, heads, obs, masks, args, greedy=greedy)[0]
+
+    return act
+
+
+def save_checkpoint(path, agents, opts, args, global_step, iteration):
+    tmp = f"{path}.tmp"
+    torch.save({"models": {t: a.state_dict() for t, a in agents.items()},
+                "optimizers": {t: o.state_dict() for t, o in opts.items()},
+                "args": asdict(args), "global_step": global_step, "iteration": iteration}, tmp)
+    os.replace(tmp, path)  # a run killed mid-write keeps its previous checkpoint
+
+
+def evaluate(path, episodes, seed, device, greedy=True):
+    """Evaluation of a checkpoint's policy: mean metrics over `episodes` episodes."""
+    ck = torch.load(path, map_location=device, weights_only=True)
+    core = make_core(Args(**ck["args"]), episodes, device)
+    act = load_policy(path, core, greedy)
+    obs, masks = core.reset(seed=seed)
+    sums, ret = {k: 0.0 for k in METRICS}, {t: 0.0 for t in core.tiers}
+    infeasible, secs, steps = 0, 0.0, core.cfg.timing.episode_steps
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        acts = act(obs, masks)
+        secs += time.perf_counter() - t0
+        out = core.step(acts)
+        infeasible += int((out["voided"] + out["repaired"]).sum())
+        for k in METRICS:
+            sums[k] += out["metrics"][k].mean().item() / steps
+        for t in core.tiers:
+            ret[t] += out["rewards"][t].mean().item()
+        obs, masks = out["obs"], out["masks"]
+    return {"checkpoint": str(path), "episodes": episodes, "eval_seed": seed, "greedy": greedy,
+            "global_step": ck["global_step"], **sums,
+            **{f"episodic_return_{t}": v for t, v in ret.items()},
+            "infeasible_actions": infeasible, "policy_ms_per_step": 1e3 * secs / steps}
+
+
+if __name__ == "__main__":
+    args = tyro.cli(Args)
+    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    if args.eval_only:
+        res = evaluate(args.eval_only, args.eval_episodes, args.eval_seed, device, args.eval_greedy)
+        Path(args.eval_only).parent.joinpath("eval.json").write_text(json.dumps(res, indent=2))
+        print(json.dumps(res, indent=2))
+        raise SystemExit(0)
+    ck = None
+    if args.resume:
+        ck = torch.load(args.resume, map_location=device, weights_only=True)
+        keep = {k: getattr(args, k) for k in ("resume", "total_timesteps", "cuda", "threads",
+                                              "save_model", "save_interval")}
+        args = Args(**{**ck["args"], **keep})
+    args.batch_size = args.num_envs * args.num_steps
+    args.num_iterations = args.total_timesteps // args.batch_size
+    if args.resume:
+        run_dir = Path(args.resume).parent
+        run_name = run_dir.name
+    else:
+        run_name = f"{args.scenario}__{args.exp_name}__{args.seed}__{int(time.time())}"
+        run_dir = Path("runs") / run_name
+    writer = SummaryWriter(str(run_dir))
+    table = "\n".join([f"|{key}|{value}|" for key, value in vars(args).items()])
+    writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
+
+    # Seeding
+    start_iteration = ck["iteration"] + 1 if ck else 1
+    global_step = ck["global_step"] if ck else 0
+    seed = args.seed + (start_iteration - 1)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+
+    # Environment, actors, critics
+    core = make_core(args, args.num_envs, device)
+    tiers, E, T = core.tiers, args.num_envs, args.num_steps
+    agents, heads = build_agents(core, args, device)
+    opts = {t: torch.optim.Adam(a.parameters(), lr=args.learning_rate, eps=1e-5)
+            for t, a in agents.items()}
+    if ck:
+        for t in tiers:
+            agents[t].load_state_dict(ck["models"][t])
+            opts[t].load_state_dict(ck["optimizers"][t])
+    obs, masks = core.reset(seed=args.seed + global_step)
+    ep_ret = {t: torch.zeros(E, device=device) for t in tiers}
+    start_time, start_step = time.time(), global_step
+    pbar = tqdm(total=args.num_iterations * args.batch_size, initial=global_step, unit="step")
+    save_path = run_dir / "checkpoint.pt"
+    for iteration in range(start_iteration, args.num_iterations + 1):
+        if args.anneal_lr:
+            lr = (1.0 - (iteration - 1.0) / args.num_iterations) * args.learning_rate
+            for o in opts.values():
+                o.param_groups[0]["lr"] = lr
+        buf = {t: {k: [] for k in ("x", "m", "a", "logp", "v", "r")} for t in tiers}
+        gstates, dones = [], []
+        msum = {k: 0.0 for k in METRICS}
+        infeasible = 0
+
+        # Rollout: every agent acts every step
+        for _ in range(T):
+            global_step += E
+            gs = core.global_state(obs)
+            with torch.no_grad():
+                acts, taken = decide(core, agents, heads, obs, masks, args)
+                for t, (x, m, a, logp) in taken.items():
+                    v = agents[t]["critic"](gs)  # [E, A], normalised
+                    for k, val in zip(("x", "m", "a", "logp", "v"), (x, m, a, logp, v)):
+                        buf[t][k].append(val)
+                    infeasible += int(heads[t].infeasible(a, m).sum())
+            out = core.step(acts, auto_reset=True)
+            infeasible += int((out["voided"] + out["repaired"]).sum())
+            gstates.append(gs)
+            dones.append(out["truncated"].float())
+            for t in tiers:
+                buf[t]["r"].append(out["rewards"][t])
+                ep_ret[t] += out["rewards"][t].mean(1)
+            for k in METRICS:
+                msum[k] += out["metrics"][k].mean().item()
+            trunc = out["truncated"]
+            if bool(trunc.any()):
+                for t in tiers:
+                    writer.add_scalar(f"charts/episodic_return_{t}", ep_ret[t][trunc].mean().item(),
+                                      global_step)
+                    ep_ret[t][trunc] = 0.0
+                writer.add_scalar("charts/episodic_length", core.cfg.timing.episode_steps,
+                                  global_step)
+            obs, masks = out["obs"], out["masks"]
+            pbar.update(E)
+
+        # GAE per tier (denormalised values), then PPO with a centralised critic
+        gstates, dones = torch.stack(gstates), torch.stack(dones)  # [T, E, S], [T, E]
+        next_gs = core.global_state(obs)
+        stats = {}
+        for t in tiers:
+            ag, vn = agents[t], agents[t]["vnorm"]
+            b = {k: torch.stack(v) for k, v in buf[t].items()}
+            with torch.no_grad():
+                denorm = vn.denormalize if args.value_norm else (lambda z: z)
+                values = denorm(b["v"])
+                next_value = denorm(ag["critic"](next_gs))
+                adv = torch.zeros_like(values)
+                last = torch.zeros_like(next_value)
+                for i in reversed(range(T)):
+                    nv = next_value if i == T - 1 else values[i + 1]
+                    keep = 1.0 - dones[i][:, None]
+                    delta = b["r"][i] + args.gamma * nv * keep - values[i]
+                    last = adv[i] = delta + args.gamma * args.gae_lambda * keep * last
+                ret = adv + values
+            if args.value_norm:
+                vn.update(ret)
+            b.update(adv=adv, ret=ret, val=values)
+            b = {k: v.flatten(0, 1) for k, v in b.items()}  # [T*E, A, ...]
+            gs_flat = gstates.flatten(0, 1)  # [T*E, S]
+            n = gs_flat.shape[0]
+            mb = max(1, n // args.num_minibatches)
+            clipfracs, st = [], {}
+            epochs = 0
+            for _ in range(args.update_epochs):
+                epochs += 1
+                perm = torch.randperm(n, device=device)
+                for start in range(0, n, mb):  # minibatches of env steps, all agents of each
+                    i = perm[start:start + mb]
+                    lp = heads[t].log_probs(ag["actor"](b["x"][i]), b["m"][i])
+                    logratio = heads[t].log_prob(lp, b["a"][i]) - b["logp"][i]
+                    ratio = logratio.exp()
+                    with torch.no_grad():
+                        st["old_approx_kl"] = (-logratio).mean().item()
+                        st["approx_kl"] = ((ratio - 1) - logratio).mean().item()
+                        clipfracs.append(((ratio - 1.0).abs() > args.clip_coef).float().mean()
+                                         .item())
+                    a_ = b["adv"][i]
+                    if args.norm_adv and a_.numel() > 1:
+                        a_ = (a_ - a_.mean()) / (a_.std() + 1e-8)
+                    pg_loss = torch.max(-a_ * ratio, -a_ * ratio.clamp(1 - args.clip_coef,
+                                                                       1 + args.clip_coef)).mean()
+                    v = ag["critic"](gs_flat[i])  # [mb, A], normalised values
+                    target = vn.normalize(b["ret"][i]) if args.value_norm else b["ret"][i]
+                    v_loss = nn.functional.huber_loss(v, target, delta=args.huber_delta,
+                                                      reduction="none")
+                    if args.clip_vloss:
+                        v_clip = b["v"][i] + (v - b["v"][i]).clamp(-args.clip_coef, args.clip_coef)
+                        v_loss = torch.max(v_loss, nn.functional.huber_loss(
+                            v_clip, target, delta=args.huber_delta, reduction="none"))
+                    v_loss = v_loss.mean()
+                    entropy = heads[t].entropy(lp).mean()
+                    loss = pg_loss - args.ent_coef * entropy + args.vf_coef * v_loss
+                    opts[t].zero_grad()
+                    loss.backward()
+                    nn.utils.clip_grad_norm_(ag["actor"].parameters(), args.max_grad_norm)
+                    nn.utils.clip_grad_norm_(ag["critic"].parameters(), args.max_grad_norm)
+                    opts[t].step()
+                if args.target_kl is not None and st["approx_kl"] > args.target_kl:
+                    break
+            y, var_y = b["ret"], b["ret"].var()
+            ev = np.nan if var_y == 0 else (1 - (y - b["val"]).var() / var_y).item()
+            st.update(value_loss=v_loss.item(), policy_loss=pg_loss.item(),
+                      entropy=entropy.item(), clipfrac=float(np.mean(clipfracs)),
+                      explained_variance=ev, epochs=epochs)
+            stats[t] = st
+            for k, v in st.items():
+                writer.add_scalar(f"losses/{k}_{t}", v, global_step)
+        for k in LOSSES:  # plain names: mean over the tiers
+            writer.add_scalar(f"losses/{k}", float(np.nanmean([s[k] for s in stats.values()])),
+                              global_step)
+
+        # Logging and checkpoints
+        sps = int((global_step - start_step) / (time.time() - start_time))
+        writer.add_scalar("charts/SPS", sps, global_step)
+        writer.add_scalar("charts/learning_rate", opts[tiers[-1]].param_groups[0]["lr"],
+                          global_step)
+        for k in METRICS:
+            writer.add_scalar(f"env/{k}", msum[k] / T, global_step)
+        writer.add_scalar("env/infeasible_actions", infeasible, global_step)
+        pbar.set_postfix(SPS=sps, se=f"{msum['spectral_efficiency'] / T:.3f}",
+                         thr=f"{msum['throughput_mbps'] / T:.2f}",
+                         fair=f"{msum['fairness'] / T:.2f}")
+        if args.save_model and (iteration % args.save_interval == 0
+                                or iteration == args.num_iterations):
+            save_checkpoint(save_path, agents, opts, args, global_step, iteration)
+    pbar.close()
+    if args.save_model:
+        print(f"model saved to {save_path}")
+    writer.close()

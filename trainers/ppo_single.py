@@ -1,0 +1,447 @@
+"""SADRL: one centralised PPO agent for the whole TN-NTN network, CleanRL style.
+
+A single agent observes ``core.global_state`` (all agents' observations) and chooses the full
+joint action every step (the config is forced to satellite_interval = hap_interval = 1). Its
+policy has factorised masked heads, one per action position of every tier's agents, sampled
+top-down: the satellite heads, then the HAP heads with masks from ``core.masks_for`` given the
+satellite's choice, then the local heads given both, so the joint action is always feasible.
+Reward: the network reward (mean over regions of eq. (11)); PPO with the paper's hyperparameters
+(batch = num_envs * num_steps = 16 * 125 = 2000 joint samples). target_kl = 0.02 stands in for the
+adaptive KL penalty (kl_target 0.01) of RLlib's PPO, which the paper's prototype ran on: without
+it, 30 epochs over a joint log-probability of ~170 heads drive approx KL to ~1 (clipfrac 0.9).
+
+    python trainers/ppo_single.py --seed 1          # then: tensorboard --logdir runs
+"""
+
+import json
+import os
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn as nn
+import tyro
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+from tntn_env import TNTNCore, make_config
+
+METRICS = ("throughput_mbps", "spectral_efficiency", "fairness", "qos_violation", "uav_penalty",
+           "sum_rate_mbps", "spectrum_utilisation", "reward")
+
+
+@dataclass
+class Args:
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment"""
+    seed: int = 1
+    """seed of the experiment (env i of the batch is reset with seed + i)"""
+    torch_deterministic: bool = True
+    """if toggled, `torch.backends.cudnn.deterministic=True`"""
+    cuda: bool = True
+    """if toggled, cuda is used when available (CPU otherwise)"""
+    threads: int = 1
+    """torch CPU threads (0: torch's default); 1 avoids oversubscription on small shared machines"""
+    save_model: bool = False
+    """write runs/{run_name}/checkpoint.pt every `save_interval` iterations and at the end"""
+    save_interval: int = 10
+    """iterations between periodic checkpoints"""
+    resume: str | None = None
+    """continue a run from its checkpoint: same dir, step, Args (CLI: budget, device, saving)"""
+    eval_only: str | None = None
+    """checkpoint whose policy is evaluated (see eval_greedy); writes eval.json next to it"""
+    eval_episodes: int = 8
+    """episodes of the evaluation (run as that many parallel envs)"""
+    eval_seed: int = 10_000
+    """seed of the evaluation episodes (episode i uses eval_seed + i)"""
+    eval_greedy: bool = True
+    """evaluate the argmax masked actions (--no-eval-greedy: sample from the policy)"""
+
+    # Environment
+    scenario: Literal["sag", "ag", "uav"] = "sag"
+    """network scenario (sag: satellite+HAP+ground, ag: HAP+ground, uav: ground only)"""
+    env_overrides: str = ""
+    """make_config overrides (JSON or key=value list); satellite/hap intervals are forced to 1"""
+
+    # Algorithm (defaults: paper Section 4.1 where it gives a value, else CleanRL PPO)
+    total_timesteps: int = 50_000
+    """total env steps (summed over the parallel envs)"""
+    learning_rate: float = 5e-4
+    """learning rate of the optimiser (paper)"""
+    num_envs: int = 16
+    """number of environments stepped together by the batched core"""
+    num_steps: int = 125
+    """env steps per env per iteration; batch_size = num_envs * num_steps = 2000 (paper)"""
+    anneal_lr: bool = True
+    """linearly anneal the learning rate to 0"""
+    gamma: float = 0.99
+    """discount factor (paper)"""
+    gae_lambda: float = 0.95
+    """GAE lambda"""
+    minibatch_size: int = 512
+    """samples per gradient step (paper)"""
+    update_epochs: int = 30
+    """epochs per iteration (paper: 30 SGD iterations)"""
+    norm_adv: bool = True
+    """normalise advantages per minibatch"""
+    clip_coef: float = 0.2
+    """surrogate clipping coefficient"""
+    clip_vloss: bool = False
+    """clip the value loss around the old values (off: unnormalised returns are O(10))"""
+    ent_coef: float = 0.01
+    """entropy coefficient (paper)"""
+    vf_coef: float = 1.0
+    """value loss coefficient (paper)"""
+    max_grad_norm: float = 0.5
+    """gradient norm clip, applied to actor and critic separately"""
+    target_kl: float | None = 0.02
+    """stop the epochs once approx KL exceeds this (RLlib-style KL control, see above; None: off)"""
+    hidden_size: int = 256
+    """hidden units of the two-layer actor and critic MLPs"""
+
+    # computed at runtime
+    batch_size: int = 0
+    """env steps (= samples) per iteration = num_envs * num_steps"""
+    num_iterations: int = 0
+    """total_timesteps // batch_size"""
+
+
+def parse_overrides(text: str) -> dict:
+    """'{"num_subbands": 4}' or 'num_subbands=4,power_levels=[0.5,1.0]' -> dict (JSON values)."""
+    text = text.strip()
+    if not text:
+        return {}
+    if text.startswith("{"):
+        return json.loads(text)
+    parts, tok, depth = [], "", 0
+    for ch in text + ",":
+        depth += (ch in "[{(") - (ch in "]})")
+        if depth == 0 and (ch == "," or ch.isspace()):
+            parts, tok = parts + [tok] * bool(tok), ""
+        else:
+            tok += ch
+    out = {}
+    for p in parts:
+        key, eq, val = p.partition("=")
+        if not eq:
+            raise ValueError(f"env override {p!r} is not key=value")
+        try:
+            out[key] = json.loads(val)
+        except json.JSONDecodeError:
+            out[key] = val
+    return out
+
+
+def make_core(args: Args, num_envs: int, device) -> TNTNCore:
+    ov = {**parse_overrides(args.env_overrides), "satellite_interval": 1, "hap_interval": 1}
+    # Feasibility comes from the masked heads and is checked below (the core's own check
+    # validates against pre-step masks, which rejects top-down samples).
+    return TNTNCore(make_config(args.scenario, **ov), num_envs=num_envs, device=device,
+                    check_actions=False)
+
+
+def layer_init(layer, std=2 ** 0.5, bias_const=0.0):
+    torch.nn.init.orthogonal_(layer.weight, std)
+    torch.nn.init.constant_(layer.bias, bias_const)
+    return layer
+
+
+class MaskedHeads:
+    """Masked categoricals over a flat MultiDiscrete logit vector (one row per action position).
+
+    Forbidden choices get logit -1e8, so their probability is exactly 0 and they are never
+    sampled; a lean log-softmax replaces torch's Categorical (half the cost in the update)."""
+
+    def __init__(self, nvec, device):
+        nv = torch.tensor(nvec)
+        self.offs = (torch.cumsum(nv, 0) - nv).to(device)
+        idx = torch.full((len(nvec), max(nvec)), int(nv.sum()))  # padding -> an always-off column
+        for p, n in enumerate(nvec):
+            idx[p, :n] = self.offs[p].cpu() + torch.arange(n)
+        self.idx = idx.to(device)
+
+    def log_probs(self, logits, mask):
+        """[..., F] logits and mask -> [..., positions, widest] log-probabilities."""
+        lg = torch.where(mask, logits, -1e8)
+        lg = torch.cat([lg, torch.full_like(lg[..., :1], -1e8)], -1)[..., self.idx]
+        return torch.log_softmax(lg, -1)
+
+    @staticmethod
+    def sample(lp, greedy=False):
+        if greedy:
+            return lp.argmax(-1)
+        return torch.multinomial(lp.exp().reshape(-1, lp.shape[-1]), 1).view(lp.shape[:-1])
+
+    @staticmethod
+    def log_prob(lp, action):
+        return lp.gather(-1, action[..., None]).squeeze(-1).sum(-1)
+
+    @staticmethod
+    def entropy(lp):
+        return -(lp.exp() * lp).sum((-1, -2))
+
+    def infeasible(self, action, mask):
+        """Chosen entries that the mask forbids, per env."""
+        return (~torch.gather(mask, -1, action + self.offs)).flatten(1).sum(1)
+
+
+class Agent(nn.Module):
+    """Centralised actor (logits of every agent's every position) and critic on the global state."""
+
+    def __init__(self, core, hidden):
+        super().__init__()
+        S = core.state_size
+        self.sizes = [core.num_agents[t] * core.action_size(t) for t in core.tiers]
+        self.critic = nn.Sequential(
+            layer_init(nn.Linear(S, hidden)), nn.Tanh(),
+            layer_init(nn.Linear(hidden, hidden)), nn.Tanh(),
+            layer_init(nn.Linear(hidden, 1), std=1.0))
+        self.actor = nn.Sequential(
+            layer_init(nn.Linear(S, hidden)), nn.Tanh(),
+            layer_init(nn.Linear(hidden, hidden)), nn.Tanh(),
+            layer_init(nn.Linear(hidden, sum(self.sizes)), std=0.01))
+
+    def value(self, s):
+        return self.critic(s).squeeze(-1)
+
+
+def build(core, args, device):
+    agent = Agent(core, args.hidden_size).to(device)
+    tier_heads = {t: MaskedHeads(core.nvec[t], device) for t in core.tiers}
+    joint = MaskedHeads([n for t in core.tiers for n in core.nvec[t] * core.num_agents[t]], device)
+    return agent, tier_heads, joint
+
+
+def decide(core, agent, tier_heads, gs, masks, greedy=False):
+    """Top-down joint action from one forward pass: each tier's heads are sampled with masks
+    that account for the tiers above. Returns (actions, flat action, flat mask, log-prob)."""
+    E = gs.shape[0]
+    logits = torch.split(agent.actor(gs), agent.sizes, dim=-1)
+    acts, flat_a, flat_m, logp, upper = {}, [], [], 0.0, {}
+    for t, lg in zip(core.tiers, logits):
+        m = core.masks_for(upper)[t] if upper else masks[t]
+        lp = tier_heads[t].log_probs(lg.view(E, core.num_agents[t], -1), m)
+        a = tier_heads[t].sample(lp, greedy)
+        acts[t] = upper[t] = a
+        logp = logp + tier_heads[t].log_prob(lp, a).sum(1)
+        flat_a.append(a.flatten(1))
+        flat_m.append(m.flatten(1))
+    return acts, torch.cat(flat_a, 1), torch.cat(flat_m, 1), logp
+
+
+def load_policy(path, core, greedy=True):
+    """Policy of a checkpoint (argmax masked actions; greedy=False samples): act(obs, masks) ->
+    actions dict for core.step (top-down)."""
+    ck = torch.load(path, map_location=core.device, weights_only=True)
+    agent, tier_heads, _ = build(core, Args(**ck["args"]), core.device)
+    agent.load_state_dict(ck["models"]["agent"])
+
+    @torch.no_grad()
+    def act(obs, masks):
+        return decide(core, agent, tier_heads, core.global_state(obs), masks, greedy=greedy)[0]
+
+    return act
+
+
+def save_checkpoint(path, agent, opt, args, global_step, iteration):
+    tmp = f"{path}.tmp"
+    torch.save({"models": {"agent": agent.state_dict()}, "optimizers": {"agent": opt.state_dict()},
+                "args": asdict(args), "global_step": global_step, "iteration": iteration}, tmp)
+    os.replace(tmp, path)  # a run killed mid-write keeps its previous checkpoint
+
+
+def evaluate(path, episodes, seed, device, greedy=True):
+    """Evaluation of a checkpoint's policy: mean metrics over `episodes` episodes."""
+    ck = torch.load(path, map_location=device, weights_only=True)
+    core = make_core(Args(**ck["args"]), episodes, device)
+    act = load_policy(path, core, greedy)
+    obs, masks = core.reset(seed=seed)
+    sums, ret = {k: 0.0 for k in METRICS}, {t: 0.0 for t in core.tiers}
+    infeasible, secs, steps = 0, 0.0, core.cfg.timing.episode_steps
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        acts = act(obs, masks)
+        secs += time.perf_counter() - t0
+        out = core.step(acts)
+        infeasible += int((out["voided"] + out["repaired"]).sum())
+        for k in METRICS:
+            sums[k] += out["metrics"][k].mean().item() / steps
+        for t in core.tiers:
+            ret[t] += out["rewards"][t].mean().item()
+        obs, masks = out["obs"], out["masks"]
+    return {"checkpoint": str(path), "episodes": episodes, "eval_seed": seed, "greedy": greedy,
+            "global_step": ck["global_step"], **sums,
+            **{f"episodic_return_{t}": v for t, v in ret.items()},
+            "infeasible_actions": infeasible, "policy_ms_per_step": 1e3 * secs / steps}
+
+
+if __name__ == "__main__":
+    args = tyro.cli(Args)
+    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    if args.eval_only:
+        res = evaluate(args.eval_only, args.eval_episodes, args.eval_seed, device, args.eval_greedy)
+        Path(args.eval_only).parent.joinpath("eval.json").write_text(json.dumps(res, indent=2))
+        print(json.dumps(res, indent=2))
+        raise SystemExit(0)
+    ck = None
+    if args.resume:
+        ck = torch.load(args.resume, map_location=device, weights_only=True)
+        keep = {k: getattr(args, k) for k in ("resume", "total_timesteps", "cuda", "threads",
+                                              "save_model", "save_interval")}
+        args = Args(**{**ck["args"], **keep})
+    args.batch_size = args.num_envs * args.num_steps
+    args.num_iterations = args.total_timesteps // args.batch_size
+    if args.resume:
+        run_dir = Path(args.resume).parent
+        run_name = run_dir.name
+    else:
+        run_name = f"{args.scenario}__{args.exp_name}__{args.seed}__{int(time.time())}"
+        run_dir = Path("runs") / run_name
+    writer = SummaryWriter(str(run_dir))
+    table = "\n".join([f"|{key}|{value}|" for key, value in vars(args).items()])
+    writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
+
+    # Seeding
+    start_iteration = ck["iteration"] + 1 if ck else 1
+    global_step = ck["global_step"] if ck else 0
+    seed = args.seed + (start_iteration - 1)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+
+    # Environment and agent
+    core = make_core(args, args.num_envs, device)
+    tiers, E, T = core.tiers, args.num_envs, args.num_steps
+    agent, tier_heads, joint = build(core, args, device)
+    opt = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5)
+    if ck:
+        agent.load_state_dict(ck["models"]["agent"])
+        opt.load_state_dict(ck["optimizers"]["agent"])
+    obs, masks = core.reset(seed=args.seed + global_step)
+    ep_ret = {t: torch.zeros(E, device=device) for t in tiers}
+    start_time, start_step = time.time(), global_step
+    pbar = tqdm(total=args.num_iterations * args.batch_size, initial=global_step, unit="step")
+    save_path = run_dir / "checkpoint.pt"
+    for iteration in range(start_iteration, args.num_iterations + 1):
+        if args.anneal_lr:
+            opt.param_groups[0]["lr"] = (1.0 - (iteration - 1.0) / args.num_iterations) * \
+                args.learning_rate
+        buf = {k: [] for k in ("s", "a", "m", "logp", "v", "r", "done")}
+        msum = {k: 0.0 for k in METRICS}
+        infeasible = 0
+
+        # Rollout: one joint action per env and step, sampled top-down
+        for _ in range(T):
+            global_step += E
+            gs = core.global_state(obs)
+            with torch.no_grad():
+                acts, a, m, logp = decide(core, agent, tier_heads, gs, masks)
+                v = agent.value(gs)
+            infeasible += int(joint.infeasible(a, m).sum())
+            out = core.step(acts, auto_reset=True)
+            infeasible += int((out["voided"] + out["repaired"]).sum())
+            for k, val in zip(buf, (gs, a, m, logp, v, out["metrics"]["reward"],
+                                    out["truncated"].float())):
+                buf[k].append(val)
+            for t in tiers:
+                ep_ret[t] += out["rewards"][t].mean(1)
+            for k in METRICS:
+                msum[k] += out["metrics"][k].mean().item()
+            trunc = out["truncated"]
+            if bool(trunc.any()):
+                for t in tiers:
+                    writer.add_scalar(f"charts/episodic_return_{t}", ep_ret[t][trunc].mean().item(),
+                                      global_step)
+                    ep_ret[t][trunc] = 0.0
+                writer.add_scalar("charts/episodic_length", core.cfg.timing.episode_steps,
+                                  global_step)
+            obs, masks = out["obs"], out["masks"]
+            pbar.update(E)
+
+        # GAE
+        b = {k: torch.stack(v) for k, v in buf.items()}  # [T, E, ...]
+        with torch.no_grad():
+            next_value = agent.value(core.global_state(obs))
+            adv = torch.zeros_like(b["r"])
+            last = torch.zeros_like(next_value)
+            for i in reversed(range(T)):
+                nv = next_value if i == T - 1 else b["v"][i + 1]
+                keep = 1.0 - b["done"][i]
+                delta = b["r"][i] + args.gamma * nv * keep - b["v"][i]
+                last = adv[i] = delta + args.gamma * args.gae_lambda * keep * last
+            ret = adv + b["v"]
+        b.update(adv=adv, ret=ret)
+        b = {k: v.flatten(0, 1) for k, v in b.items()}  # [T*E, ...]
+
+        # PPO update
+        n = b["s"].shape[0]
+        clipfracs = []
+        epochs = 0
+        for _ in range(args.update_epochs):
+            epochs += 1
+            perm = torch.randperm(n, device=device)
+            for start in range(0, n, args.minibatch_size):
+                i = perm[start:start + args.minibatch_size]
+                lp = joint.log_probs(agent.actor(b["s"][i]), b["m"][i])
+                logratio = joint.log_prob(lp, b["a"][i]) - b["logp"][i]
+                ratio = logratio.exp()
+                with torch.no_grad():
+                    old_approx_kl = (-logratio).mean()
+                    approx_kl = ((ratio - 1) - logratio).mean()
+                    clipfracs.append(((ratio - 1.0).abs() > args.clip_coef).float().mean().item())
+                mb_adv = b["adv"][i]
+                if args.norm_adv and len(i) > 1:
+                    mb_adv = (mb_adv - mb_adv.mean()) / (mb_adv.std() + 1e-8)
+                pg_loss = torch.max(-mb_adv * ratio, -mb_adv * ratio.clamp(
+                    1 - args.clip_coef, 1 + args.clip_coef)).mean()
+                newv = agent.value(b["s"][i])
+                v_loss = 0.5 * (newv - b["ret"][i]) ** 2
+                if args.clip_vloss:
+                    v_clip = b["v"][i] + (newv - b["v"][i]).clamp(-args.clip_coef, args.clip_coef)
+                    v_loss = torch.max(v_loss, 0.5 * (v_clip - b["ret"][i]) ** 2)
+                v_loss = v_loss.mean()
+                entropy = joint.entropy(lp).mean()
+                loss = pg_loss - args.ent_coef * entropy + args.vf_coef * v_loss
+                opt.zero_grad()
+                loss.backward()
+                nn.utils.clip_grad_norm_(agent.actor.parameters(), args.max_grad_norm)
+                nn.utils.clip_grad_norm_(agent.critic.parameters(), args.max_grad_norm)
+                opt.step()
+            if args.target_kl is not None and approx_kl > args.target_kl:
+                break
+        y_pred, y_true = b["v"], b["ret"]
+        var_y = y_true.var()
+        explained_var = np.nan if var_y == 0 else (1 - (y_true - y_pred).var() / var_y).item()
+
+        # Logging and checkpoints
+        writer.add_scalar("charts/learning_rate", opt.param_groups[0]["lr"], global_step)
+        writer.add_scalar("losses/value_loss", v_loss.item(), global_step)
+        writer.add_scalar("losses/policy_loss", pg_loss.item(), global_step)
+        writer.add_scalar("losses/entropy", entropy.item(), global_step)
+        writer.add_scalar("losses/old_approx_kl", old_approx_kl.item(), global_step)
+        writer.add_scalar("losses/approx_kl", approx_kl.item(), global_step)
+        writer.add_scalar("losses/clipfrac", np.mean(clipfracs), global_step)
+        writer.add_scalar("losses/explained_variance", explained_var, global_step)
+        writer.add_scalar("losses/epochs", epochs, global_step)
+        sps = int((global_step - start_step) / (time.time() - start_time))
+        writer.add_scalar("charts/SPS", sps, global_step)
+        for k in METRICS:
+            writer.add_scalar(f"env/{k}", msum[k] / T, global_step)
+        writer.add_scalar("env/infeasible_actions", infeasible, global_step)
+        pbar.set_postfix(SPS=sps, se=f"{msum['spectral_efficiency'] / T:.3f}",
+                         thr=f"{msum['throughput_mbps'] / T:.2f}",
+                         fair=f"{msum['fairness'] / T:.2f}")
+        if args.save_model and (iteration % args.save_interval == 0
+                                or iteration == args.num_iterations):
+            save_checkpoint(save_path, agent, opt, args, global_step, iteration)
+    pbar.close()
+    if args.save_model:
+        print(f"model saved to {save_path}")
+    writer.close()
