@@ -6,26 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from handcalc import sample_masked
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tntn_env import TNTNCore, make_config
 
 TBS, UAV, HAP, SAT = 0, 1, 2, 3
-def sample_masked(core, masks, gen):
-    """Uniform choice among the allowed values of every position of every agent."""
-    acts = {}
-    for tier in core.tiers:
-        m = masks[tier]
-        scores = torch.where(m, torch.rand(m.shape, generator=gen), -1.0)
-        cols, off = [], 0
-        for n in core.nvec[tier]:
-            cols.append(scores[..., off:off + n].argmax(-1))
-            off += n
-        acts[tier] = torch.stack(cols, -1)
-    return acts
-
-
 @st.composite
 def small_configs(draw):
     scenario = draw(st.sampled_from(["sag", "ag", "uav"]))
