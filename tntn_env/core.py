@@ -16,6 +16,10 @@ Per-tier action layout (each agent's action is a MultiDiscrete vector of ints):
 Masks: a HAP may hand out only subbands given to its beam; a local agent may schedule only on
 subbands held in its region (by a node, its HAP or the satellite); power is not chosen on
 satellite-direct or unavailable subbands (only the top level is allowed there).
+
+Simultaneous decisions are applied top-down: a lower-tier choice that this step's new upper-tier
+allocation no longer permits is voided (off) and counted; the effective HAP allocation is stored,
+so a voided HAP choice stays off until the HAP decides again.
 """
 
 from __future__ import annotations
