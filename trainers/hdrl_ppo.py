@@ -8,7 +8,7 @@ form one transition, and GAE runs over macro-transitions with gamma^k between th
 On steps where an upper tier decides, the tiers are sampled top-down inside the step (satellite,
 then HAPs with masks from ``core.masks_for``, then local agents), so no lower choice is voided.
 
-Batch: an iteration is num_envs * num_steps env steps (16 * 125 = 2000, the paper's batch). Each
+Batch: an iteration is num_envs * num_steps env steps (64 * 32 = 2048 ~ the paper's 2000). Each
 learner updates once per iteration on the macro-transitions completed in it: local ~ num_envs *
 num_steps * local agents samples, HAP ~ num_envs * num_steps / delta_h * HAPs, satellite ~ num_envs
 * num_steps / delta_s (a tier's unfinished transition carries over to the next iteration).
@@ -83,10 +83,10 @@ class Args:
     """total env steps (summed over the parallel envs)"""
     learning_rate: float = 5e-4
     """learning rate of the three optimisers (paper)"""
-    num_envs: int = 16
+    num_envs: int = 64
     """number of environments stepped together by the batched core"""
-    num_steps: int = 125
-    """env steps per env per iteration; batch_size = num_envs * num_steps = 2000 (paper)"""
+    num_steps: int = 32
+    """env steps per env per iteration; batch_size = num_envs * num_steps = 2048 (paper: 2000)"""
     anneal_lr: bool = True
     """linearly anneal the learning rate to 0"""
     gamma: float = 0.99
