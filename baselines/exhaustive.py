@@ -417,7 +417,6 @@ class ExhaustivePolicy(Policy):
                 f"scenario subspace='{DEFAULT_SUBSPACE}'; see baselines/exhaustive.py).",
                 plan["evaluated"], plan["covered"])
         st = core.state
-        N, I, R = core.N, core.I, core.R
         dev = st.t.device
         cols = self._columns(core, plan)
         moves = self._uav_moves(core)  # [J, U]
@@ -454,26 +453,7 @@ class ExhaustivePolicy(Policy):
             digits.update(d)
         del i
         acts = self._assemble(core, plan, cols, digits, moves)
-        out = core.evaluate({t: a[None] for t, a in acts.items()}, decide="scheduled")
-        reward = float(out["metrics"]["reward"][0, 0])
-        combined = float(out["region"]["reward"][0, 0].sum())
-        if len(groups) > 1 and not math.isclose(combined, sum(best_val), rel_tol=1e-4,
-                                                abs_tol=1e-4):
-            raise RuntimeError(f"beam decomposition inconsistent: combined {combined} vs sum of "
-                               f"beam optima {sum(best_val)}; rerun with decompose=False")
-        # outputs: deciding tiers take the optimum; others their current choice (ignored)
-        res = {}
-        if "satellite" in core.tiers:
-            res["satellite"] = (acts["satellite"] if plan["sat_dec"]
-                                else st.sat_choice.view(1, 1, N).expand_as(acts["satellite"]))
-        if "hap" in core.tiers:
-            res["hap"] = (acts["hap"] if plan["hap_dec"]
-                          else st.hap_choice.reshape(1, I, R * N))
-        res["local"] = acts["local"]
-        res = {t: a.reshape(1, core.num_agents[t], -1).long() for t, a in res.items()}
-        info = {"covered": plan["covered"], "evaluated": total + 1,
-                "time_s": time.perf_counter() - t0, "reward": reward, "groups": len(groups)}
-        return res, info
+        return self._finish(core, plan, acts, len(groups), best_val, total, t0)
 
     # ------------------------------------------------------------------ structured spaces
     def _structured_plan(self, core):
@@ -593,8 +573,7 @@ class ExhaustivePolicy(Policy):
                 f"{_fmt(plan['covered'])} joint actions, needing {_fmt(plan['evaluated'])} "
                 f"candidate evaluations, more than max_candidates={self.max_candidates:,}. "
                 "Refusing rather than sampling.", plan["evaluated"], plan["covered"])
-        st = core.state
-        N, I, R, dev = core.N, core.I, core.R, core.state.t.device
+        dev = core.state.t.device
         moves = self._uav_moves(core)
         groups, gregions, gcount = plan["groups"], plan["gregions"], plan["gcount"]
         total = plan["evaluated"]
@@ -615,23 +594,29 @@ class ExhaustivePolicy(Policy):
             digits.update(self._structured_digits(torch.tensor([best_idx[gi]], device=dev),
                                                   plan, {gi}))
         acts = self._structured_assemble(core, plan, digits, moves)
+        return self._finish(core, plan, acts, len(groups), best_val, total, t0)
+
+    @staticmethod
+    def _finish(core, plan, acts, n_groups, best_val, total, t0):
+        """Re-score the assembled optimum, check a beam decomposition, shape the outputs."""
+        st, N, I, R = core.state, core.N, core.I, core.R
         out = core.evaluate({t: a[None] for t, a in acts.items()}, decide="scheduled")
         reward = float(out["metrics"]["reward"][0, 0])
         combined = float(out["region"]["reward"][0, 0].sum())
-        if len(groups) > 1 and not math.isclose(combined, sum(best_val), rel_tol=1e-4,
-                                                abs_tol=1e-4):
+        if n_groups > 1 and not math.isclose(combined, sum(best_val), rel_tol=1e-4,
+                                             abs_tol=1e-4):
             raise RuntimeError(f"beam decomposition inconsistent: combined {combined} vs sum of "
                                f"beam optima {sum(best_val)}; rerun with decompose=False")
+        # outputs: deciding tiers take the optimum; others their current choice (ignored)
         res = {}
         if "satellite" in core.tiers:
-            res["satellite"] = (acts["satellite"] if plan["sat_dec"]
-                                else st.sat_choice.view(1, 1, N))
+            res["satellite"] = acts["satellite"] if plan["sat_dec"] else st.sat_choice.view(1, 1, N)
         if "hap" in core.tiers:
             res["hap"] = acts["hap"] if plan["hap_dec"] else st.hap_choice.reshape(1, I, R * N)
         res["local"] = acts["local"]
         res = {t: a.reshape(1, core.num_agents[t], -1).long() for t, a in res.items()}
         info = {"covered": plan["covered"], "evaluated": total + 1,
-                "time_s": time.perf_counter() - t0, "reward": reward, "groups": len(groups)}
+                "time_s": time.perf_counter() - t0, "reward": reward, "groups": n_groups}
         return res, info
 
     @staticmethod

@@ -39,7 +39,7 @@ TIERS = ("satellite", "hap", "local")
 _UAV_MOVES = ((0.0, 0.0), (1.0, 0.0), (-1.0, 0.0), (0.0, 1.0), (0.0, -1.0))
 # Random streams (a draw = hash(env key, episode, step, stream, index)).
 _S_POWER, _S_HOT_INIT, _S_HOT_TARGET, _S_USER_HOT, _S_USER_POS = 1, 2, 3, 4, 5
-_S_WALK, _S_FADE_RE, _S_FADE_IM, _S_SHADOW, _S_LOS, _S_FADE_INIT = 6, 7, 8, 9, 10, 11
+_S_WALK, _S_FADE_RE, _S_SHADOW, _S_LOS, _S_FADE_INIT = 6, 7, 9, 10, 11
 _FIELD_CELLS = 4096  # spatial-field grid cells per axis (positions wrap beyond)
 
 
