@@ -8,17 +8,14 @@ not asserted: after this little training the satellite head puts most mass on sa
 for every subband, so its argmax is all-direct, which starves the HAPs and terrestrial nodes and
 lands near random SE (see the trainers' --no-eval-greedy)."""
 
-import importlib.util
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
+from trainer_files import ROOT, SMALL, load
 
-ROOT = Path(__file__).resolve().parents[1]
-SMALL = "num_subbands=4,users_per_region=3,episode_steps=40"
 EVAL_SEED, EVAL_ENVS = 50_000, 16  # held out: training uses env seeds 1..16 (seed 1)
 CASES = {  # extra CLI args (budget), asserted margin of the sampled policy
     "hdrl_ppo": (["--total-timesteps", "20000"], 0.10),
@@ -27,12 +24,6 @@ CASES = {  # extra CLI args (budget), asserted margin of the sampled policy
 }
 
 
-def load(name):
-    path = ROOT / "trainers" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"trainer_{name}", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def random_act(core, gen):

@@ -1,23 +1,16 @@
 """Smoke tests of the three trainers (CleanRL pattern: run each file as a subprocess on CPU with a
 tiny budget), plus unit tests of the pieces they share (imported from the files by path)."""
 
-import importlib.util
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from trainer_files import ROOT, SMALL, TINY, TRAINERS, load, scalars
 
 from tntn_env import TNTNCore, make_config
 
-ROOT = Path(__file__).resolve().parents[1]
-TRAINERS = ("hdrl_ppo", "mappo", "ppo_single")
-SMALL = "num_subbands=4,users_per_region=3,episode_steps=40"
-TINY = ["--num-envs", "4", "--num-steps", "20", "--total-timesteps", "160", "--update-epochs",
-        "2", "--no-cuda", "--env-overrides", SMALL]
 REQUIRED = ["charts/SPS", "losses/value_loss", "losses/policy_loss", "losses/entropy",
             "losses/approx_kl", "losses/clipfrac", "losses/explained_variance",
             "env/throughput_mbps", "env/spectral_efficiency", "env/fairness", "env/qos_violation",
@@ -25,12 +18,6 @@ REQUIRED = ["charts/SPS", "losses/value_loss", "losses/policy_loss", "losses/ent
 TIERS = {"sag": ("satellite", "hap", "local"), "ag": ("hap", "local"), "uav": ("local",)}
 
 
-def load(name):
-    path = ROOT / "trainers" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"trainer_{name}", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def run(name, cwd, *extra, timeout=180):
@@ -40,10 +27,6 @@ def run(name, cwd, *extra, timeout=180):
     return res
 
 
-def scalars(path):
-    ea = EventAccumulator(str(path), size_guidance={"scalars": 0})
-    ea.Reload()
-    return {tag: [(e.step, e.value) for e in ea.Scalars(tag)] for tag in ea.Tags()["scalars"]}
 
 
 def check_scalars(sc, scenario):

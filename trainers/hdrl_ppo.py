@@ -20,6 +20,24 @@ target_kl = 0.02 stands in for the adaptive KL penalty (kl_target 0.01) of RLlib
 paper's prototype ran on: without it, 30 epochs drive approx KL to 0.1-1 and learning stalls.
 
     python trainers/hdrl_ppo.py --seed 1          # then: tensorboard --logdir runs
+
+Data-parallel (CleanRL's ppo_atari_multigpu pattern), one process per GPU or CPU share:
+
+    torchrun --standalone --nproc_per_node=2 trainers/hdrl_ppo.py --num-envs 64
+    torchrun --nnodes=2 --node_rank=0 --rdzv_backend=c10d --rdzv_endpoint=HOST:29500 \
+        --nproc_per_node=8 trainers/hdrl_ppo.py          # node_rank=1 on the second node
+
+Under torchrun (detected by WORLD_SIZE; backend nccl on cuda:LOCAL_RANK, gloo on CPU) num_envs
+and minibatch_size stay global: each of the W ranks steps num_envs / W envs (rank r resets its
+core with seed + r * num_envs / W, so the ranks together hold the single-process envs) and takes
+minibatch_size / W samples per gradient step; gradients are averaged over the ranks (one flat
+all_reduce per learner and minibatch) before clipping, so all ranks keep identical parameters
+(rank 0's initial ones, broadcast; checked after every iteration). Policy sampling is seeded per
+rank (seed + r). The target_kl early stop uses the rank-mean approx KL. Only rank 0 logs, shows
+the bar, prints and saves checkpoints; it logs global_step and SPS over all ranks, the rank-mean
+of env metrics, episodic returns and losses, and infeasible/voided counts summed over the ranks
+(advantages are normalised per rank's minibatch). --resume: every rank loads the checkpoint (a
+shared file system across nodes); --eval-only runs on rank 0 only.
 """
 
 import json
@@ -32,6 +50,7 @@ from typing import Literal
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn as nn
 import tyro
 from torch.utils.tensorboard import SummaryWriter
@@ -149,6 +168,65 @@ def parse_overrides(text: str) -> dict:
         except json.JSONDecodeError:
             out[key] = val
     return out
+
+
+class NoLog:
+    """Stands in for the SummaryWriter on ranks > 0 (rank 0 logs)."""
+
+    def __getattr__(self, name):
+        return lambda *a, **k: None
+
+
+def rank_mean(xs, world, device):
+    """Mean over the ranks of a list of floats (one all_reduce); unchanged in a single process."""
+    if world == 1:
+        return list(xs)
+    t = torch.tensor([float(x) for x in xs], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return (t / world).tolist()
+
+
+def assert_same(x, world, device, what):
+    """Raise on every rank unless x is equal on all ranks (guards the collectives in the loops)."""
+    if world > 1:
+        t = torch.tensor([x, -x], dtype=torch.float64, device=device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        lo, hi = 0.0 - t[1].item(), t[0].item()
+        if lo != hi:
+            raise RuntimeError(f"ddp: {what} differs across ranks ({lo:g} .. {hi:g})")
+
+
+def allreduce_grads(params, world):
+    """Average the gradients over the ranks: one flat all_reduce (no-op in a single process)."""
+    if world == 1:
+        return
+    grads = [p.grad for p in params if p.grad is not None]
+    flat = torch.cat([g.flatten() for g in grads])
+    dist.all_reduce(flat)
+    flat /= world
+    for g, v in zip(grads, flat.split([g.numel() for g in grads])):
+        g.copy_(v.view_as(g))
+
+
+def broadcast_params(modules, world):
+    """Rank 0's parameters and buffers to every rank (identical initial weights)."""
+    for m in modules if world > 1 else ():
+        for v in [*m.parameters(), *m.buffers()]:
+            dist.broadcast(v.data, src=0)
+
+
+def sync_check(modules, world):
+    """Raise unless all ranks hold identical parameters and buffers; returns a float64 checksum."""
+    flat = torch.cat([v.detach().double().flatten() for m in modules
+                      for v in [*m.parameters(), *m.buffers()]])
+    if world > 1:
+        hi, lo = flat.clone(), flat.clone()
+        dist.all_reduce(hi, op=dist.ReduceOp.MAX)
+        dist.all_reduce(lo, op=dist.ReduceOp.MIN)
+        if not torch.equal(hi, lo):
+            raise RuntimeError(f"ddp: parameters differ across ranks in {int((hi != lo).sum())} "
+                               f"of {flat.numel()} entries")
+    return flat.sum().item()
 
 
 def make_core(args: Args, num_envs: int, device) -> TNTNCore:
@@ -299,16 +377,18 @@ def macro_gae(rows, values, next_value, lam):
     return adv, adv + values
 
 
-def ppo_update(agent, opt, heads, b, args):
-    """CleanRL PPO epochs on flat samples b (x, m, a, logp, adv, ret, val)."""
-    n = b["x"].shape[0]
+def ppo_update(agent, opt, heads, b, args, world=1):
+    """CleanRL PPO epochs on flat samples b (x, m, a, logp, adv, ret, val); under torchrun on
+    this rank's share, minibatches of minibatch_size / world, gradients averaged over ranks."""
+    n, mb, dev = b["x"].shape[0], args.minibatch_size // world, b["x"].device
+    assert_same(n, world, dev, "samples per update")  # same minibatch count: collectives match
     clipfracs, st = [], {}
     epochs = 0
     for _ in range(args.update_epochs):
         epochs += 1
         perm = torch.randperm(n, device=b["x"].device)
-        for start in range(0, n, args.minibatch_size):
-            i = perm[start:start + args.minibatch_size]
+        for start in range(0, n, mb):
+            i = perm[start:start + mb]
             lp = heads.log_probs(agent.actor(b["x"][i]), b["m"][i])
             logratio = heads.log_prob(lp, b["a"][i]) - b["logp"][i]
             ratio = logratio.exp()
@@ -331,16 +411,18 @@ def ppo_update(agent, opt, heads, b, args):
             loss = pg_loss - args.ent_coef * entropy + args.vf_coef * v_loss
             opt.zero_grad()
             loss.backward()
+            allreduce_grads(agent.parameters(), world)
             nn.utils.clip_grad_norm_(agent.actor.parameters(), args.max_grad_norm)
             nn.utils.clip_grad_norm_(agent.critic.parameters(), args.max_grad_norm)
             opt.step()
-        if args.target_kl is not None and st["approx_kl"] > args.target_kl:
+        kl = rank_mean([st["approx_kl"]], world, dev)[0]  # every rank stops at the same epoch
+        if args.target_kl is not None and kl > args.target_kl:
             break
     y, var_y = b["ret"], b["ret"].var()
     ev = np.nan if var_y == 0 else (1 - (y - b["val"]).var() / var_y).item()
     st.update(value_loss=v_loss.item(), policy_loss=pg_loss.item(), entropy=entropy.item(),
               clipfrac=float(np.mean(clipfracs)), explained_variance=ev, epochs=epochs)
-    return st
+    return dict(zip(st, rank_mean(st.values(), world, dev)))
 
 
 def build_agents(core, args, device):
@@ -401,10 +483,17 @@ def evaluate(path, episodes, seed, device, greedy=True):
 
 if __name__ == "__main__":
     args = tyro.cli(Args)
+    ddp = "WORLD_SIZE" in os.environ  # launched by torchrun
+    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+    if ddp and device.type == "cuda":
+        device = torch.device(f"cuda:{os.environ['LOCAL_RANK']}")
+        torch.cuda.set_device(device)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     if args.eval_only:
+        if rank > 0:  # evaluation runs on rank 0 only
+            raise SystemExit(0)
         res = evaluate(args.eval_only, args.eval_episodes, args.eval_seed, device, args.eval_greedy)
         Path(args.eval_only).parent.joinpath("eval.json").write_text(json.dumps(res, indent=2))
         print(json.dumps(res, indent=2))
@@ -417,31 +506,45 @@ if __name__ == "__main__":
         args = Args(**{**ck["args"], **keep})
     args.batch_size = args.num_envs * args.num_steps
     args.num_iterations = args.total_timesteps // args.batch_size
+    for k in ("num_envs", "minibatch_size"):
+        if getattr(args, k) % world:
+            raise SystemExit(f"error: {k} = {getattr(args, k)} is not divisible by the torchrun "
+                             f"world size {world} (each rank takes {k} / world_size)")
+    if ddp:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     if args.resume:
         run_dir = Path(args.resume).parent
         run_name = run_dir.name
     else:
         run_name = f"{args.scenario}__{args.exp_name}__{args.seed}__{int(time.time())}"
+        if world > 1:  # it holds the time: rank 0's for all
+            names = [run_name]
+            dist.broadcast_object_list(names, src=0)
+            run_name = names[0]
         run_dir = Path("runs") / run_name
-    writer = SummaryWriter(str(run_dir))
+    writer = SummaryWriter(str(run_dir)) if rank == 0 else NoLog()
     table = "\n".join([f"|{key}|{value}|" for key, value in vars(args).items()])
     writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
+    if ddp:
+        writer.add_text("ddp", f"{world} ranks x {args.num_envs // world} envs, "
+                               f"{dist.get_backend()}")
 
-    # Seeding
+    # Seeding (per rank: policy sampling; the initial weights are rank 0's, broadcast below)
     start_iteration = ck["iteration"] + 1 if ck else 1
     global_step = ck["global_step"] if ck else 0
-    seed = args.seed + (start_iteration - 1)
+    seed = args.seed + (start_iteration - 1) + rank
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
     torch.backends.cudnn.deterministic = args.torch_deterministic
 
     # Environment and learners
-    core = make_core(args, args.num_envs, device)
-    tiers, E = core.tiers, args.num_envs
+    E = args.num_envs // world  # this rank's envs
+    core = make_core(args, E, device)
+    tiers = core.tiers
     tm = core.cfg.timing
     nested = tm.satellite_interval % tm.hap_interval == 0 or "satellite" not in tiers
-    if not nested:
+    if not nested and rank == 0:
         print("warning: hap_interval does not divide satellite_interval; a satellite decision "
               "can void HAP choices made earlier (counted in env/infeasible_actions)")
     agents, heads = build_agents(core, args, device)
@@ -451,7 +554,9 @@ if __name__ == "__main__":
         for t in tiers:
             agents[t].load_state_dict(ck["models"][t])
             opts[t].load_state_dict(ck["optimizers"][t])
-    obs, masks = core.reset(seed=args.seed + global_step)
+    broadcast_params(agents.values(), world)
+    checksum, updates = sync_check(agents.values(), world), 0
+    obs, masks = core.reset(seed=args.seed + global_step + rank * E)  # ranks: disjoint env seeds
     # Per tier: the open decision, its discounted reward so far, and completed macro-transitions.
     pend = {t: None for t in tiers}
     acc_r = {t: torch.zeros(E, core.num_agents[t], device=device) for t in tiers}
@@ -470,7 +575,8 @@ if __name__ == "__main__":
         pend[t] = None
 
     start_time, start_step = time.time(), global_step
-    pbar = tqdm(total=args.num_iterations * args.batch_size, initial=global_step, unit="step")
+    pbar = tqdm(total=args.num_iterations * args.batch_size, initial=global_step, unit="step",
+                disable=rank > 0)
     save_path = run_dir / "checkpoint.pt"
     for iteration in range(start_iteration, args.num_iterations + 1):
         if args.anneal_lr:
@@ -482,7 +588,7 @@ if __name__ == "__main__":
 
         # Rollout: each tier acts when it decides; rewards accumulate into its macro-transition
         for _ in range(args.num_steps):
-            global_step += E
+            global_step += E * world
             with torch.no_grad():
                 acts, taken = decide(core, agents, heads, obs, masks, args.mask_in_obs)
                 base = difference_baseline(core, acts, taken) if args.reward_mode == "difference" \
@@ -508,16 +614,16 @@ if __name__ == "__main__":
                 msum[k] += out["metrics"][k].mean().item()
             trunc = out["truncated"]
             if bool(trunc.any()):
-                assert bool(trunc.all()), "environments out of step"
-                for t in tiers:
+                assert bool(trunc.all()), "environments out of step"  # so ranks too (same steps)
+                rets = rank_mean([ep_ret[t].mean().item() for t in tiers], world, device)
+                for t, ret in zip(tiers, rets):
                     if pend[t] is not None:
                         close(t, done=True)
-                    writer.add_scalar(f"charts/episodic_return_{t}", ep_ret[t].mean().item(),
-                                      global_step)
+                    writer.add_scalar(f"charts/episodic_return_{t}", ret, global_step)
                     ep_ret[t].zero_()
                 writer.add_scalar("charts/episodic_length", tm.episode_steps, global_step)
             obs, masks = out["obs"], out["masks"]
-            pbar.update(E)
+            pbar.update(E * world)
         if nested:
             assert voided == 0, f"{voided} lower-tier choices voided despite top-down sampling"
 
@@ -538,31 +644,41 @@ if __name__ == "__main__":
                  "logp": torch.stack([r["logp"] for r in R]), "adv": adv, "ret": ret,
                  "val": values}
             b = {k: v.flatten(0, 2) for k, v in b.items()}
-            stats[t] = ppo_update(agents[t], opts[t], heads[t], b, args)
+            stats[t] = ppo_update(agents[t], opts[t], heads[t], b, args, world)
             rows[t] = []
-            writer.add_scalar(f"charts/batch_size_{t}", b["x"].shape[0], global_step)
+            writer.add_scalar(f"charts/batch_size_{t}", b["x"].shape[0] * world, global_step)
             for k, v in stats[t].items():
                 writer.add_scalar(f"losses/{k}_{t}", v, global_step)
         for k in LOSSES if stats else ():  # plain names: mean over the learners updated now
             writer.add_scalar(f"losses/{k}", float(np.nanmean([s[k] for s in stats.values()])),
                               global_step)
+        if ddp:  # every rank must hold the same parameters after the update
+            checksum, updates = sync_check(agents.values(), world), updates + 1
 
-        # Logging and checkpoints
+        # Logging (env metrics: rank means, counts: rank sums) and checkpoints
+        *env, infeasible, voided = rank_mean([msum[k] / args.num_steps for k in METRICS]
+                                             + [infeasible, voided], world, device)
+        env = dict(zip(METRICS, env))
+        infeasible, voided = round(infeasible * world), round(voided * world)
         sps = int((global_step - start_step) / (time.time() - start_time))
         writer.add_scalar("charts/SPS", sps, global_step)
         writer.add_scalar("charts/learning_rate", opts[tiers[-1]].param_groups[0]["lr"],
                           global_step)
         for k in METRICS:
-            writer.add_scalar(f"env/{k}", msum[k] / args.num_steps, global_step)
+            writer.add_scalar(f"env/{k}", env[k], global_step)
         writer.add_scalar("env/infeasible_actions", infeasible, global_step)
         writer.add_scalar("env/voided", voided, global_step)
-        pbar.set_postfix(SPS=sps, se=f"{msum['spectral_efficiency'] / args.num_steps:.3f}",
-                         thr=f"{msum['throughput_mbps'] / args.num_steps:.2f}",
-                         fair=f"{msum['fairness'] / args.num_steps:.2f}")
-        if args.save_model and (iteration % args.save_interval == 0
-                                or iteration == args.num_iterations):
+        pbar.set_postfix(SPS=sps, se=f"{env['spectral_efficiency']:.3f}",
+                         thr=f"{env['throughput_mbps']:.2f}", fair=f"{env['fairness']:.2f}")
+        if rank == 0 and args.save_model and (iteration % args.save_interval == 0
+                                              or iteration == args.num_iterations):
             save_checkpoint(save_path, agents, opts, args, global_step, iteration)
     pbar.close()
-    if args.save_model:
+    if rank == 0 and args.save_model:
         print(f"model saved to {save_path}")
+    if rank == 0 and ddp:
+        print(f"ddp: parameters identical on {world} ranks after {updates} updates "
+              f"(checksum {checksum:.17g})")
     writer.close()
+    if ddp:
+        dist.destroy_process_group()

@@ -11,6 +11,21 @@ adaptive KL penalty (kl_target 0.01) of RLlib's PPO, which the paper's prototype
 it, 30 epochs over a joint log-probability of ~170 heads drive approx KL to ~1 (clipfrac 0.9).
 
     python trainers/ppo_single.py --seed 1          # then: tensorboard --logdir runs
+
+Data-parallel (as in hdrl_ppo.py; CleanRL's ppo_atari_multigpu pattern):
+
+    torchrun --standalone --nproc_per_node=2 trainers/ppo_single.py --num-envs 16
+    torchrun --nnodes=2 --node_rank=0 --rdzv_backend=c10d --rdzv_endpoint=HOST:29500 \
+        --nproc_per_node=8 trainers/ppo_single.py          # node_rank=1 on the second node
+
+Under torchrun (WORLD_SIZE set; nccl on cuda:LOCAL_RANK, gloo on CPU) num_envs and
+minibatch_size are global: each of the W ranks steps num_envs / W envs (rank r: env seeds from
+seed + r * num_envs / W) and takes minibatch_size / W samples per gradient step; gradients are
+averaged over the ranks before clipping, so parameters stay identical (rank 0's initial ones,
+broadcast; checked after every iteration). Sampling is seeded per rank; target_kl uses the
+rank-mean KL. Only rank 0 logs (rank means of env metrics, returns and losses; infeasible counts
+summed), prints and saves; --resume loads the checkpoint on every rank; --eval-only runs on rank
+0 only.
 """
 
 import json
@@ -23,6 +38,7 @@ from typing import Literal
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn as nn
 import tyro
 from torch.utils.tensorboard import SummaryWriter
@@ -134,6 +150,65 @@ def parse_overrides(text: str) -> dict:
         except json.JSONDecodeError:
             out[key] = val
     return out
+
+
+class NoLog:
+    """Stands in for the SummaryWriter on ranks > 0 (rank 0 logs)."""
+
+    def __getattr__(self, name):
+        return lambda *a, **k: None
+
+
+def rank_mean(xs, world, device):
+    """Mean over the ranks of a list of floats (one all_reduce); unchanged in a single process."""
+    if world == 1:
+        return list(xs)
+    t = torch.tensor([float(x) for x in xs], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return (t / world).tolist()
+
+
+def assert_same(x, world, device, what):
+    """Raise on every rank unless x is equal on all ranks (guards the collectives in the loops)."""
+    if world > 1:
+        t = torch.tensor([x, -x], dtype=torch.float64, device=device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        lo, hi = 0.0 - t[1].item(), t[0].item()
+        if lo != hi:
+            raise RuntimeError(f"ddp: {what} differs across ranks ({lo:g} .. {hi:g})")
+
+
+def allreduce_grads(params, world):
+    """Average the gradients over the ranks: one flat all_reduce (no-op in a single process)."""
+    if world == 1:
+        return
+    grads = [p.grad for p in params if p.grad is not None]
+    flat = torch.cat([g.flatten() for g in grads])
+    dist.all_reduce(flat)
+    flat /= world
+    for g, v in zip(grads, flat.split([g.numel() for g in grads])):
+        g.copy_(v.view_as(g))
+
+
+def broadcast_params(modules, world):
+    """Rank 0's parameters and buffers to every rank (identical initial weights)."""
+    for m in modules if world > 1 else ():
+        for v in [*m.parameters(), *m.buffers()]:
+            dist.broadcast(v.data, src=0)
+
+
+def sync_check(modules, world):
+    """Raise unless all ranks hold identical parameters and buffers; returns a float64 checksum."""
+    flat = torch.cat([v.detach().double().flatten() for m in modules
+                      for v in [*m.parameters(), *m.buffers()]])
+    if world > 1:
+        hi, lo = flat.clone(), flat.clone()
+        dist.all_reduce(hi, op=dist.ReduceOp.MAX)
+        dist.all_reduce(lo, op=dist.ReduceOp.MIN)
+        if not torch.equal(hi, lo):
+            raise RuntimeError(f"ddp: parameters differ across ranks in {int((hi != lo).sum())} "
+                               f"of {flat.numel()} entries")
+    return flat.sum().item()
 
 
 def make_core(args: Args, num_envs: int, device) -> TNTNCore:
@@ -281,10 +356,17 @@ def evaluate(path, episodes, seed, device, greedy=True):
 
 if __name__ == "__main__":
     args = tyro.cli(Args)
+    ddp = "WORLD_SIZE" in os.environ  # launched by torchrun
+    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+    if ddp and device.type == "cuda":
+        device = torch.device(f"cuda:{os.environ['LOCAL_RANK']}")
+        torch.cuda.set_device(device)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     if args.eval_only:
+        if rank > 0:  # evaluation runs on rank 0 only
+            raise SystemExit(0)
         res = evaluate(args.eval_only, args.eval_episodes, args.eval_seed, device, args.eval_greedy)
         Path(args.eval_only).parent.joinpath("eval.json").write_text(json.dumps(res, indent=2))
         print(json.dumps(res, indent=2))
@@ -297,37 +379,53 @@ if __name__ == "__main__":
         args = Args(**{**ck["args"], **keep})
     args.batch_size = args.num_envs * args.num_steps
     args.num_iterations = args.total_timesteps // args.batch_size
+    for k in ("num_envs", "minibatch_size"):
+        if getattr(args, k) % world:
+            raise SystemExit(f"error: {k} = {getattr(args, k)} is not divisible by the torchrun "
+                             f"world size {world} (each rank takes {k} / world_size)")
+    if ddp:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     if args.resume:
         run_dir = Path(args.resume).parent
         run_name = run_dir.name
     else:
         run_name = f"{args.scenario}__{args.exp_name}__{args.seed}__{int(time.time())}"
+        if world > 1:  # it holds the time: rank 0's for all
+            names = [run_name]
+            dist.broadcast_object_list(names, src=0)
+            run_name = names[0]
         run_dir = Path("runs") / run_name
-    writer = SummaryWriter(str(run_dir))
+    writer = SummaryWriter(str(run_dir)) if rank == 0 else NoLog()
     table = "\n".join([f"|{key}|{value}|" for key, value in vars(args).items()])
     writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
+    if ddp:
+        writer.add_text("ddp", f"{world} ranks x {args.num_envs // world} envs, "
+                               f"{dist.get_backend()}")
 
-    # Seeding
+    # Seeding (per rank: policy sampling; the initial weights are rank 0's, broadcast below)
     start_iteration = ck["iteration"] + 1 if ck else 1
     global_step = ck["global_step"] if ck else 0
-    seed = args.seed + (start_iteration - 1)
+    seed = args.seed + (start_iteration - 1) + rank
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
     torch.backends.cudnn.deterministic = args.torch_deterministic
 
     # Environment and agent
-    core = make_core(args, args.num_envs, device)
-    tiers, E, T = core.tiers, args.num_envs, args.num_steps
+    core = make_core(args, args.num_envs // world, device)  # this rank's envs
+    tiers, E, T = core.tiers, args.num_envs // world, args.num_steps
     agent, tier_heads, joint = build(core, args, device)
     opt = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5)
     if ck:
         agent.load_state_dict(ck["models"]["agent"])
         opt.load_state_dict(ck["optimizers"]["agent"])
-    obs, masks = core.reset(seed=args.seed + global_step)
+    broadcast_params([agent], world)
+    checksum, updates = sync_check([agent], world), 0
+    obs, masks = core.reset(seed=args.seed + global_step + rank * E)  # ranks: disjoint env seeds
     ep_ret = {t: torch.zeros(E, device=device) for t in tiers}
     start_time, start_step = time.time(), global_step
-    pbar = tqdm(total=args.num_iterations * args.batch_size, initial=global_step, unit="step")
+    pbar = tqdm(total=args.num_iterations * args.batch_size, initial=global_step, unit="step",
+                disable=rank > 0)
     save_path = run_dir / "checkpoint.pt"
     for iteration in range(start_iteration, args.num_iterations + 1):
         if args.anneal_lr:
@@ -339,7 +437,7 @@ if __name__ == "__main__":
 
         # Rollout: one joint action per env and step, sampled top-down
         for _ in range(T):
-            global_step += E
+            global_step += E * world
             gs = core.global_state(obs)
             with torch.no_grad():
                 acts, a, m, logp = decide(core, agent, tier_heads, gs, masks)
@@ -355,15 +453,15 @@ if __name__ == "__main__":
             for k in METRICS:
                 msum[k] += out["metrics"][k].mean().item()
             trunc = out["truncated"]
-            if bool(trunc.any()):
-                for t in tiers:
-                    writer.add_scalar(f"charts/episodic_return_{t}", ep_ret[t][trunc].mean().item(),
-                                      global_step)
+            if bool(trunc.any()):  # all envs (and ranks) at once: same episode length
+                rets = rank_mean([ep_ret[t][trunc].mean().item() for t in tiers], world, device)
+                for t, ret in zip(tiers, rets):
+                    writer.add_scalar(f"charts/episodic_return_{t}", ret, global_step)
                     ep_ret[t][trunc] = 0.0
                 writer.add_scalar("charts/episodic_length", core.cfg.timing.episode_steps,
                                   global_step)
             obs, masks = out["obs"], out["masks"]
-            pbar.update(E)
+            pbar.update(E * world)
 
         # GAE
         b = {k: torch.stack(v) for k, v in buf.items()}  # [T, E, ...]
@@ -381,14 +479,15 @@ if __name__ == "__main__":
         b = {k: v.flatten(0, 1) for k, v in b.items()}  # [T*E, ...]
 
         # PPO update
-        n = b["s"].shape[0]
+        n, mb = b["s"].shape[0], args.minibatch_size // world  # per rank
+        assert_same(n, world, device, "samples per update")  # same minibatch count
         clipfracs = []
         epochs = 0
         for _ in range(args.update_epochs):
             epochs += 1
             perm = torch.randperm(n, device=device)
-            for start in range(0, n, args.minibatch_size):
-                i = perm[start:start + args.minibatch_size]
+            for start in range(0, n, mb):
+                i = perm[start:start + mb]
                 lp = joint.log_probs(agent.actor(b["s"][i]), b["m"][i])
                 logratio = joint.log_prob(lp, b["a"][i]) - b["logp"][i]
                 ratio = logratio.exp()
@@ -411,37 +510,46 @@ if __name__ == "__main__":
                 loss = pg_loss - args.ent_coef * entropy + args.vf_coef * v_loss
                 opt.zero_grad()
                 loss.backward()
+                allreduce_grads(agent.parameters(), world)
                 nn.utils.clip_grad_norm_(agent.actor.parameters(), args.max_grad_norm)
                 nn.utils.clip_grad_norm_(agent.critic.parameters(), args.max_grad_norm)
                 opt.step()
-            if args.target_kl is not None and approx_kl > args.target_kl:
+            kl = rank_mean([approx_kl], world, device)[0]  # every rank stops at the same epoch
+            if args.target_kl is not None and kl > args.target_kl:
                 break
         y_pred, y_true = b["v"], b["ret"]
         var_y = y_true.var()
         explained_var = np.nan if var_y == 0 else (1 - (y_true - y_pred).var() / var_y).item()
 
-        # Logging and checkpoints
+        if ddp:  # every rank must hold the same parameters after the update
+            checksum, updates = sync_check([agent], world), updates + 1
+
+        # Logging (rank means; infeasible counts: rank sums) and checkpoints
+        losses = rank_mean([v_loss.item(), pg_loss.item(), entropy.item(), old_approx_kl.item(),
+                            approx_kl.item(), np.mean(clipfracs), explained_var, epochs], world,
+                           device)
+        *env, infeasible = rank_mean([msum[k] / T for k in METRICS] + [infeasible], world, device)
+        env, infeasible = dict(zip(METRICS, env)), round(infeasible * world)
         writer.add_scalar("charts/learning_rate", opt.param_groups[0]["lr"], global_step)
-        writer.add_scalar("losses/value_loss", v_loss.item(), global_step)
-        writer.add_scalar("losses/policy_loss", pg_loss.item(), global_step)
-        writer.add_scalar("losses/entropy", entropy.item(), global_step)
-        writer.add_scalar("losses/old_approx_kl", old_approx_kl.item(), global_step)
-        writer.add_scalar("losses/approx_kl", approx_kl.item(), global_step)
-        writer.add_scalar("losses/clipfrac", np.mean(clipfracs), global_step)
-        writer.add_scalar("losses/explained_variance", explained_var, global_step)
-        writer.add_scalar("losses/epochs", epochs, global_step)
+        for k, v in zip(("value_loss", "policy_loss", "entropy", "old_approx_kl", "approx_kl",
+                         "clipfrac", "explained_variance", "epochs"), losses):
+            writer.add_scalar(f"losses/{k}", v, global_step)
         sps = int((global_step - start_step) / (time.time() - start_time))
         writer.add_scalar("charts/SPS", sps, global_step)
         for k in METRICS:
-            writer.add_scalar(f"env/{k}", msum[k] / T, global_step)
+            writer.add_scalar(f"env/{k}", env[k], global_step)
         writer.add_scalar("env/infeasible_actions", infeasible, global_step)
-        pbar.set_postfix(SPS=sps, se=f"{msum['spectral_efficiency'] / T:.3f}",
-                         thr=f"{msum['throughput_mbps'] / T:.2f}",
-                         fair=f"{msum['fairness'] / T:.2f}")
-        if args.save_model and (iteration % args.save_interval == 0
-                                or iteration == args.num_iterations):
+        pbar.set_postfix(SPS=sps, se=f"{env['spectral_efficiency']:.3f}",
+                         thr=f"{env['throughput_mbps']:.2f}", fair=f"{env['fairness']:.2f}")
+        if rank == 0 and args.save_model and (iteration % args.save_interval == 0
+                                              or iteration == args.num_iterations):
             save_checkpoint(save_path, agent, opt, args, global_step, iteration)
     pbar.close()
-    if args.save_model:
+    if rank == 0 and args.save_model:
         print(f"model saved to {save_path}")
+    if rank == 0 and ddp:
+        print(f"ddp: parameters identical on {world} ranks after {updates} updates "
+              f"(checksum {checksum:.17g})")
     writer.close()
+    if ddp:
+        dist.destroy_process_group()

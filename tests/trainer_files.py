@@ -1,0 +1,29 @@
+"""Shared helpers of the trainer tests: the trainer files, their tiny settings, loading one by
+path, and reading a run's TensorBoard scalars."""
+
+import importlib.util
+from pathlib import Path
+
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+ROOT = Path(__file__).resolve().parents[1]
+TRAINERS = ("hdrl_ppo", "mappo", "ppo_single")
+SMALL = "num_subbands=4,users_per_region=3,episode_steps=40"
+TINY = ["--num-envs", "4", "--num-steps", "20", "--total-timesteps", "160", "--update-epochs",
+        "2", "--no-cuda", "--env-overrides", SMALL]
+
+
+def load(name):
+    """Import trainers/<name>.py as a module (its __main__ block does not run)."""
+    path = ROOT / "trainers" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"trainer_{name}", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def scalars(path):
+    """{tag: [(step, value), ...]} of a TensorBoard event file or run folder."""
+    ea = EventAccumulator(str(path), size_guidance={"scalars": 0})
+    ea.Reload()
+    return {tag: [(e.step, e.value) for e in ea.Scalars(tag)] for tag in ea.Tags()["scalars"]}

@@ -1,0 +1,178 @@
+"""Building blocks of the experiment commands: train a trainer file, evaluate a policy, read
+TensorBoard scalars, aggregate over seeds.
+
+Training runs the CleanRL-style trainer files as subprocesses (``python trainers/<file>.py``,
+their own command line), each in a work folder of its own so its ``runs/`` lands there; a
+finished run leaves ``train.json`` beside it and is reused, not repeated, when asked again with
+the same arguments (so an interrupted reproduction resumes where it stopped). Evaluation is
+in-process through :func:`tntn_env.evaluate.run` (the same CSV/JSON files as the CLI).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..evaluate import CHECKPOINT_TRAINERS, REPO_ROOT, build_parser
+from ..evaluate import run as run_evaluation
+
+ALGOS = tuple(CHECKPOINT_TRAINERS)  # ("hdrl", "mappo", "ppo_single")
+
+
+def trainer_file(algo: str) -> Path:
+    """``trainers/<file>.py`` of an algorithm name (``hdrl``, ``mappo``, ``ppo_single``)."""
+    if algo not in CHECKPOINT_TRAINERS:
+        raise ValueError(f"algo {algo!r}: allowed values are {', '.join(ALGOS)}")
+    path = REPO_ROOT / "trainers" / CHECKPOINT_TRAINERS[algo]
+    if not path.is_file():
+        raise FileNotFoundError(f"trainer file {path} not found: the experiment commands run "
+                                "from a source checkout (pip install -e .)")
+    return path
+
+
+@dataclass
+class TrainJob:
+    """One training run: ``python trainers/<algo file> --seed S --scenario X ...``."""
+
+    algo: str
+    scenario: str
+    seed: int
+    total_timesteps: int
+    workdir: Path
+    overrides: dict = field(default_factory=dict)  # make_config overrides (--env-overrides)
+    extra: list = field(default_factory=list)  # further trainer flags, e.g. ["--ent-coef", "0"]
+    cuda: bool = False
+    threads: int = 1
+
+    def command(self) -> list[str]:
+        cmd = [sys.executable, str(trainer_file(self.algo)), "--seed", str(self.seed),
+               "--scenario", self.scenario, "--total-timesteps", str(self.total_timesteps),
+               "--save-model", "--threads", str(self.threads),
+               "--cuda" if self.cuda else "--no-cuda"]
+        if self.overrides:
+            cmd += ["--env-overrides", json.dumps(self.overrides)]
+        return cmd + [str(x) for x in self.extra]
+
+
+@dataclass
+class TrainResult:
+    job: TrainJob
+    run_dir: Path
+    checkpoint: Path
+    wall_time_s: float
+    reused: bool
+
+
+def train(job: TrainJob, log=None) -> TrainResult:
+    """Run (or reuse) one training job; raises RuntimeError with the log tail if it fails."""
+    wd = Path(job.workdir)
+    marker = wd / "train.json"
+    cmd = job.command()
+    key = {"command": cmd[1:]}  # the interpreter may differ between machines
+    if marker.exists():
+        done = json.loads(marker.read_text())
+        if done.get("key") == key and Path(done["checkpoint"]).exists():
+            return TrainResult(job, Path(done["run_dir"]), Path(done["checkpoint"]),
+                               done["wall_time_s"], True)
+    wd.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": str(job.threads), "PYTHONUNBUFFERED": "1"}
+    t0 = time.perf_counter()
+    with open(wd / "train.log", "w") as f:
+        proc = subprocess.run(cmd, cwd=wd, stdout=f, stderr=subprocess.STDOUT, env=env)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        tail = (wd / "train.log").read_text()[-3000:]
+        raise RuntimeError(f"training failed (exit {proc.returncode}): {' '.join(cmd)}\n{tail}")
+    ckpts = sorted((wd / "runs").glob("*/checkpoint.pt"), key=lambda p: p.stat().st_mtime)
+    if not ckpts:
+        raise RuntimeError(f"training wrote no checkpoint under {wd / 'runs'}")
+    ck = ckpts[-1].resolve()
+    marker.write_text(json.dumps({"key": key, "run_dir": str(ck.parent), "checkpoint": str(ck),
+                                  "wall_time_s": wall}, indent=2))
+    if log:
+        extra = f" {json.dumps(job.overrides)}" if job.overrides else ""
+        log(f"trained {job.algo} {job.scenario} seed {job.seed}{extra} in {wall:.0f} s")
+    return TrainResult(job, ck.parent, ck, wall, False)
+
+
+def train_all(jobs: list[TrainJob], workers: int = 1, log=None) -> list[TrainResult]:
+    """Run jobs, ``workers`` subprocesses at a time (results in the order of ``jobs``)."""
+    if workers <= 1:
+        return [train(j, log) for j in jobs]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(lambda j: train(j, log), jobs))
+
+
+def read_scalars(run_dir: Path, tags) -> dict[str, list[tuple[int, float]]]:
+    """TensorBoard scalars of a run folder: {tag: [(step, value), ...]} (missing tag: [])."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    acc.Reload()
+    have = set(acc.Tags().get("scalars", []))
+    return {t: [(e.step, e.value) for e in acc.Scalars(t)] if t in have else [] for t in tags}
+
+
+def evaluate(policy: str, scenario: str, seed: int, episodes: int, out_dir: Path,
+             checkpoint: Path | None = None, overrides: dict | None = None,
+             num_envs: int | None = None, subspace: str = "default", threads: int | None = None,
+             device: str = "cpu", check: bool = True) -> dict:
+    """Evaluate one policy over episodes with seeds ``seed .. seed+episodes-1`` (all in one
+    batch unless ``num_envs``); writes steps.csv / episodes.csv / summary.json to ``out_dir``
+    and returns the summary. A summary already there with the same settings is reused."""
+    argv = ["--policy", policy, "--scenario", scenario, "--seed", str(seed),
+            "--episodes", str(episodes), "--num-envs", str(num_envs or episodes),
+            "--out", str(out_dir), "--device", device, "--no-progress", "--subspace", subspace]
+    if checkpoint is not None:
+        argv += ["--checkpoint", str(checkpoint)]
+    if threads:
+        argv += ["--threads", str(threads)]
+    if not check:
+        argv.append("--no-check")
+    for k, v in (overrides or {}).items():
+        argv += ["--set", f"{k}={list(v) if isinstance(v, tuple) else v!r}"]
+    prev = Path(out_dir) / "summary.json"
+    if prev.exists():
+        s = json.loads(prev.read_text())
+        if s.get("argv") == argv:
+            s["out_dir"] = str(out_dir)
+            return s
+    summary = run_evaluation(build_parser().parse_args(argv))
+    summary["argv"] = argv
+    prev.write_text(json.dumps({k: v for k, v in summary.items() if k != "out_dir"}, indent=2))
+    return summary
+
+
+# Two-sided 95% Student-t critical values by degrees of freedom (beyond 30: normal, 1.96).
+_T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
+        9: 2.262, 10: 2.228, 11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120,
+        17: 2.110, 18: 2.101, 19: 2.093, 20: 2.086, 25: 2.060, 30: 2.042}
+
+
+def t95(dof: int) -> float:
+    """Two-sided 95% Student-t critical value (a table; df between entries rounds down)."""
+    if dof < 1:
+        return math.nan
+    if dof > 30:
+        return 1.96
+    return _T95[max(k for k in _T95 if k <= dof)]
+
+
+def mean_ci95(xs) -> tuple[float, float]:
+    """Mean and the half-width of its 95% confidence interval (Student t over seeds; NaN
+    half-width for a single value)."""
+    xs = [float(x) for x in xs]
+    if not xs:
+        return math.nan, math.nan
+    m = statistics.fmean(xs)
+    if len(xs) < 2:
+        return m, math.nan
+    return m, t95(len(xs) - 1) * statistics.stdev(xs) / math.sqrt(len(xs))
