@@ -1,7 +1,8 @@
 """Trained checkpoints behind the common :class:`Policy` interface.
 
 The trainers (``trainers/hdrl_ppo.py``, ``trainers/mappo.py``, ``trainers/ppo_single.py``) expose
-``load_policy(path, core) -> act(obs, masks) -> {tier: LongTensor [E, agents, dims]}``. The
+``load_policy(path, core, greedy=True) -> act(obs, masks) -> {tier: LongTensor [E, agents,
+dims]}``. The
 adapter imports the trainer file by path (``importlib``), so the trainers need not be a package,
 and binds the loaded policy to a core on first use (again if a different core is passed).
 """
@@ -11,6 +12,8 @@ from __future__ import annotations
 import importlib.util
 import sys
 from pathlib import Path
+
+import torch
 
 from .common import Policy
 
@@ -39,11 +42,16 @@ def load_module(trainer_file: str | Path):
 class CheckpointPolicy(Policy):
     """A trained checkpoint: ``CheckpointPolicy(path, trainer_file)``.
 
-    ``act(core)`` calls the trainer's policy on ``core.observe()`` and ``core.masks()``.
+    ``act(core)`` calls the trainer's policy on ``core.observe()`` and ``core.masks()``: the
+    masked argmax, or with ``sample=True`` actions sampled from the policy as in training (torch's
+    global generator, seeded with ``seed`` at every ``reset``).
     """
 
-    def __init__(self, path: str | Path, trainer_file: str | Path, name: str | None = None):
+    def __init__(self, path: str | Path, trainer_file: str | Path, name: str | None = None,
+                 sample: bool = False, seed: int = 0):
         super().__init__()
+        self.sample = bool(sample)
+        self.seed = int(seed)
         self.path = str(path)
         if not Path(self.path).exists():
             raise FileNotFoundError(f"checkpoint {self.path!r} does not exist")
@@ -55,12 +63,15 @@ class CheckpointPolicy(Policy):
 
     def _bind(self, core):
         if self._bound is not core:
-            self._fn = self.module.load_policy(self.path, core)
+            kw = {"greedy": False} if self.sample else {}  # argmax: the plain contract
+            self._fn = self.module.load_policy(self.path, core, **kw)
             self._bound = core
         return self._fn
 
     def reset(self, core) -> None:
         self._bind(core)
+        if self.sample:
+            torch.manual_seed(self.seed)
 
     def act(self, core) -> dict:
         fn = self._bind(core)

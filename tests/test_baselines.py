@@ -140,3 +140,30 @@ def test_checkpoint_adapter_with_stand_in_trainer(tmp_path):
     bad.write_text("x = 1\n")
     with pytest.raises(AttributeError, match="load_policy"):
         CheckpointPolicy(ckpt, bad)
+
+
+def test_checkpoint_adapter_samples_when_asked(tmp_path):
+    """sample=True asks the trainer for its sampling policy and seeds torch's generator at every
+    reset, so two sampled evaluations with the same seed act identically."""
+    trainer = tmp_path / "sampling_trainer.py"
+    trainer.write_text(textwrap.dedent('''
+        import torch
+
+        def load_policy(path, core, greedy=True):
+            def act(obs, masks):
+                assert not greedy
+                out = {t: core.default_actions(t) for t in core.tiers}
+                out["local"] = out["local"] + int(torch.randint(0, 10**6, ()))  # a random draw
+                return out
+            return act
+    '''))
+    ckpt = tmp_path / "model.pt"
+    ckpt.write_text("1.0")
+    core = TNTNCore(make_config("sag", num_subbands=4, users_per_region=3), num_envs=2)
+    core.reset(seed=0)
+    draws = []
+    for seed in (5, 5, 6):
+        pol = CheckpointPolicy(ckpt, trainer, sample=True, seed=seed)
+        pol.reset(core)
+        draws.append([int(pol.act(core)["local"].max()) for _ in range(3)])
+    assert draws[0] == draws[1] and draws[0] != draws[2]

@@ -93,6 +93,8 @@ def test_cli_module_entry_point_and_layering(tmp_path):
 def test_cli_errors(tmp_path):
     with pytest.raises(SystemExit):
         main(["--policy", "hdrl", "--out", str(tmp_path), "--no-progress"])  # no checkpoint
+    with pytest.raises(SystemExit, match="--sample applies to the trained policies"):
+        main(["--policy", "greedy", "--sample", "--out", str(tmp_path), "--no-progress"])
     # the default scenario's full space is refused with its size (exit code 2, no sampling)
     assert main(["--policy", "exhaustive", "--out", str(tmp_path / "x"), "--no-progress",
                  "--set", "episode_steps=2"]) == 2

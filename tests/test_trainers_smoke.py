@@ -10,6 +10,7 @@ import torch
 from trainer_files import ROOT, SMALL, TINY, TRAINERS, load, scalars
 
 from tntn_env import TNTNCore, make_config
+from tntn_env.evaluate import main as evaluate_main
 
 REQUIRED = ["charts/SPS", "losses/value_loss", "losses/policy_loss", "losses/entropy",
             "losses/approx_kl", "losses/clipfrac", "losses/explained_variance",
@@ -72,6 +73,20 @@ def test_train_resume_eval(name, tmp_path):
               "uav_penalty", "policy_ms_per_step"):
         assert isinstance(ev[k], float)
     assert ev["infeasible_actions"] == 0 and ev["global_step"] == 320
+
+    # sampled evaluation through the evaluation CLI (the core checks every action): the same
+    # --seed gives the same episodes and actions
+    policy = {"hdrl_ppo": "hdrl"}.get(name, name)
+    metrics = []
+    for i in range(2):
+        out = tmp_path / f"sampled{i}"
+        assert evaluate_main(["--policy", policy, "--checkpoint", str(ck_path), "--sample",
+                              "--episodes", "2", "--num-envs", "2", "--seed", "7", "--out",
+                              str(out), "--no-progress", *[f"--set={kv}" for kv in
+                                                           SMALL.split(",")]]) == 0
+        assert json.loads((out / "summary.json").read_text())["sampled"] is True
+        metrics.append(json.loads((out / "summary.json").read_text())["metrics"])
+    assert metrics[0] == metrics[1]
 
 
 @pytest.mark.parametrize("name,scenario,extra", [

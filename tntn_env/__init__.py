@@ -8,10 +8,12 @@ from .config import (
     RewardConfig,
     TimingConfig,
     make_config,
+    parse_overrides,
 )
 from .core import TNTNCore
 from .pettingzoo_env import TNTNParallelEnv, parallel_env
 
 __all__ = ["ChannelConfig", "DemandConfig", "EnvConfig", "NetworkConfig", "RewardConfig",
-           "TimingConfig", "TNTNCore", "TNTNParallelEnv", "make_config", "parallel_env"]
+           "TimingConfig", "TNTNCore", "TNTNParallelEnv", "make_config", "parallel_env",
+           "parse_overrides"]
 __version__ = "0.1.0"

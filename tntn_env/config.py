@@ -8,6 +8,7 @@ Section 4.1); the source of each physical constant is given beside it. Bad value
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from dataclasses import dataclass, field, fields
 
@@ -312,3 +313,31 @@ def make_config(scenario: str = "sag", **overrides) -> EnvConfig:
             raise ValueError(f"{g} = {base!r} is invalid; allowed: a {cls.__name__}")
         built[g] = dataclasses.replace(base, **per_group[g]) if per_group[g] else base
     return EnvConfig(scenario=scenario, **built, **top)
+
+
+def parse_overrides(text: str) -> dict:
+    """Overrides given as text (the trainers' ``--env-overrides``) -> dict for make_config:
+    '{"num_subbands": 4}' or 'num_subbands=4,power_levels=[0.5,1.0]' (values parsed as JSON,
+    else kept as strings)."""
+    text = text.strip()
+    if not text:
+        return {}
+    if text.startswith("{"):
+        return json.loads(text)
+    parts, tok, depth = [], "", 0
+    for ch in text + ",":
+        depth += (ch in "[{(") - (ch in "]})")
+        if depth == 0 and (ch == "," or ch.isspace()):
+            parts, tok = parts + [tok] * bool(tok), ""
+        else:
+            tok += ch
+    out = {}
+    for p in parts:
+        key, eq, val = p.partition("=")
+        if not eq:
+            raise ValueError(f"env override {p!r} is not key=value")
+        try:
+            out[key] = json.loads(val)
+        except json.JSONDecodeError:
+            out[key] = val
+    return out

@@ -28,7 +28,9 @@ Output folder (``--out``, default ``runs/eval/<policy>__<scenario>__<seed>/``):
 
 ``hdrl``/``mappo``/``ppo_single`` load ``--checkpoint`` with ``trainers/hdrl_ppo.py``,
 ``trainers/mappo.py``, ``trainers/ppo_single.py`` (their ``load_policy(path, core)``; override
-with ``--trainer-file``). The core checks every action against its masks (the observed mask, or
+with ``--trainer-file``) and act by the masked argmax, or with ``--sample`` by sampling from the
+policy as in training (torch's generator seeded with ``--policy-seed``, default ``--seed``).
+The core checks every action against its masks (the observed mask, or
 the mask after this step's upper-tier actions for top-down policies) and raises on an infeasible
 one; ``--no-check`` skips the check.
 """
@@ -101,7 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     p.add_argument("--policy-seed", type=int, default=None,
-                   help="seed of the random policy's generator (default: --seed)")
+                   help="seed of the random policy's generator and of --sample (default: --seed)")
+    p.add_argument("--sample", action="store_true",
+                   help="hdrl, mappo, ppo_single: sample actions from the policy as in training "
+                        "(default: the masked argmax)")
     p.add_argument("--subspace", default="full",
                    help="exhaustive: 'full', 'default' (= baselines.DEFAULT_SUBSPACE, "
                         "hap:blocks+schedule:rules, documented for the paper's default "
@@ -121,7 +126,13 @@ def make_policy(args):
         if not args.checkpoint:
             raise SystemExit(f"--policy {args.policy} needs --checkpoint PATH")
         trainer = args.trainer_file or REPO_ROOT / "trainers" / CHECKPOINT_TRAINERS[args.policy]
-        return baselines.CheckpointPolicy(args.checkpoint, trainer, name=args.policy)
+        seed = args.seed if args.policy_seed is None else args.policy_seed
+        return baselines.CheckpointPolicy(args.checkpoint, trainer, name=args.policy,
+                                          sample=args.sample, seed=seed)
+    if args.sample:
+        allowed = ", ".join(CHECKPOINT_TRAINERS)
+        raise SystemExit(f"--sample applies to the trained policies ({allowed}), not to --policy "
+                         f"{args.policy}")
     if args.policy == "random":
         seed = args.seed if args.policy_seed is None else args.policy_seed
         return baselines.RandomPolicy(seed=seed)
@@ -224,6 +235,7 @@ def run(args) -> dict:
         "seed": args.seed, "episodes": args.episodes, "seeds": seeds,
         "episode_steps": steps_n, "num_envs": args.num_envs, "device": args.device,
         "checkpoint": args.checkpoint,
+        "sampled": bool(args.sample),
         "subspace": getattr(policy, "subspace", None),
         "metrics": {k: _mean_std(ep[k] for ep in episode_rows) for k in METRICS},
         "reward_sum": _mean_std(ep["reward_sum"] for ep in episode_rows),

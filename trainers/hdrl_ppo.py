@@ -56,7 +56,7 @@ import tyro
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from tntn_env import TNTNCore, make_config
+from tntn_env import TNTNCore, make_config, parse_overrides
 
 METRICS = ("throughput_mbps", "spectral_efficiency", "fairness", "qos_violation", "uav_penalty",
            "sum_rate_mbps", "spectrum_utilisation", "reward")
@@ -142,32 +142,6 @@ class Args:
     """env steps per iteration = num_envs * num_steps (per-learner samples: module docstring)"""
     num_iterations: int = 0
     """total_timesteps // batch_size"""
-
-
-def parse_overrides(text: str) -> dict:
-    """'{"num_subbands": 4}' or 'num_subbands=4,power_levels=[0.5,1.0]' -> dict (JSON values)."""
-    text = text.strip()
-    if not text:
-        return {}
-    if text.startswith("{"):
-        return json.loads(text)
-    parts, tok, depth = [], "", 0
-    for ch in text + ",":
-        depth += (ch in "[{(") - (ch in "]})")
-        if depth == 0 and (ch == "," or ch.isspace()):
-            parts, tok = parts + [tok] * bool(tok), ""
-        else:
-            tok += ch
-    out = {}
-    for p in parts:
-        key, eq, val = p.partition("=")
-        if not eq:
-            raise ValueError(f"env override {p!r} is not key=value")
-        try:
-            out[key] = json.loads(val)
-        except json.JSONDecodeError:
-            out[key] = val
-    return out
 
 
 class NoLog:

@@ -45,10 +45,10 @@ it is the same runs as the transfer), the greedy heuristic and the random masked
 (``baselines``), all on the same held-out episodes.
 
 **Evaluation.** Every policy is evaluated on the same held-out episodes (seeds 10000, 10001, ...;
-training uses seeds 1.. + env index) for every swept value. HDRL is evaluated twice: ``argmax``,
-the masked argmax that :mod:`tntn_env.evaluate` runs for a checkpoint (through
-:func:`launch.evaluate`), and ``sampled``, actions sampled from the policy as in training (what
-PPO optimises; after the short quick budget the argmax policy is often degenerate, see
+training uses seeds 1.. + env index) for every swept value. HDRL is evaluated twice through
+:mod:`tntn_env.evaluate` (:func:`launch.evaluate`): ``argmax``, the masked argmax, and
+``sampled`` (``--sample``), actions sampled from the policy as in training (what PPO
+optimises; after the short quick budget the argmax policy is often degenerate, see
 ``tests/test_learning.py``). ``train_final_reward`` / ``train_final_se`` are the means of the
 trainer's logged ``env/reward`` / ``env/spectral_efficiency`` over the last quarter of the
 training iterations (sampled policy, training episodes). The random and greedy baselines are
@@ -98,7 +98,6 @@ import torch
 
 from .. import channel as chn
 from ..config import make_config
-from ..core import TNTNCore
 from ..evaluate import METRICS
 from .launch import TrainJob, evaluate, mean_ci95, read_scalars, train_all, trainer_file
 from .seeds import aggregate, parse_seeds, write_table
@@ -305,46 +304,6 @@ def latlon_jobs(preset: Preset, work: Path, seeds, cuda=None) -> list[tuple]:
 # ---------------------------------------------------------------------------------------------
 # evaluation helpers
 
-def evaluate_sampled(checkpoint: Path, overrides: dict, seed: int, episodes: int,
-                     out_json: Path) -> dict:
-    """HDRL with actions sampled from the policy (as in training) on episodes with seeds
-    ``seed .. seed+episodes-1`` (one batch); per-episode means of every metric of
-    :data:`METRICS`. Reused when ``out_json`` holds the same settings. (launch.evaluate runs the
-    masked argmax only.)"""
-    from baselines.checkpoint import load_module
-
-    ck = Path(checkpoint)
-    key = {"checkpoint": str(ck), "mtime": ck.stat().st_mtime, "overrides": overrides,
-           "seed": seed, "episodes": episodes}
-    out_json = Path(out_json)
-    if out_json.exists():
-        prev = json.loads(out_json.read_text())
-        if prev.get("key") == key:
-            return prev
-    mod = load_module(trainer_file(ALGO))
-    core = TNTNCore(make_config(SCENARIO, **overrides), num_envs=episodes, device="cpu")
-    act = mod.load_policy(str(ck), core, greedy=False)
-    torch.manual_seed(seed)
-    seeds = list(range(seed, seed + episodes))
-    obs, masks = core.reset(seed=seeds)
-    steps = core.cfg.timing.episode_steps
-    sums = {k: torch.zeros(episodes, dtype=torch.float64) for k in METRICS}
-    for _ in range(steps):
-        out = core.step(act(obs, masks))
-        if int((out["voided"] + out["repaired"]).sum()):
-            raise RuntimeError(f"sampled HDRL policy of {ck} took infeasible actions")
-        for k in METRICS:
-            sums[k] += out["metrics"][k].detach().double().cpu()
-        obs, masks = out["obs"], out["masks"]
-    eps = [{"seed": s, **{k: float(sums[k][i]) / steps for k in METRICS}}
-           for i, s in enumerate(seeds)]
-    res = {"key": key, "episodes": eps,
-           "metrics": {k: statistics.fmean(e[k] for e in eps) for k in METRICS}}
-    out_json.parent.mkdir(parents=True, exist_ok=True)
-    out_json.write_text(json.dumps(res, indent=2))
-    return res
-
-
 def _final(curve, frac=0.25) -> float:
     if not curve:
         return math.nan
@@ -359,15 +318,13 @@ def hdrl_rows(res, overrides: dict, eval_dir: Path, preset: Preset, base: dict) 
     train = {"train_final_reward": _final(sc["env/reward"]),
              "train_final_se": _final(sc["env/spectral_efficiency"]),
              "train_wall_s": res.wall_time_s}
-    samp = evaluate_sampled(res.checkpoint, overrides, EVAL_SEED, preset.eval_episodes,
-                            eval_dir / "sampled.json")
-    arg = evaluate(ALGO, SCENARIO, EVAL_SEED, preset.eval_episodes, eval_dir / "argmax",
-                   checkpoint=res.checkpoint, overrides=overrides, threads=1)
     rows = []
-    for mode, m in (("sampled", samp["metrics"]), ("argmax", {k: arg["metrics"][k]["mean"]
-                                                              for k in METRICS})):
+    for mode in ("sampled", "argmax"):
+        m = evaluate(ALGO, SCENARIO, EVAL_SEED, preset.eval_episodes, eval_dir / mode,
+                     checkpoint=res.checkpoint, overrides=overrides, threads=1,
+                     sample=mode == "sampled")["metrics"]
         rows.append({**base, "eval": mode, "unit": "training seed", "seed": res.job.seed,
-                     **{k: m[k] for k in METRICS}, **train})
+                     **{k: m[k]["mean"] for k in METRICS}, **train})
     return rows, sc["env/reward"]
 
 

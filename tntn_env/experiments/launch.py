@@ -124,10 +124,11 @@ def read_scalars(run_dir: Path, tags) -> dict[str, list[tuple[int, float]]]:
 def evaluate(policy: str, scenario: str, seed: int, episodes: int, out_dir: Path,
              checkpoint: Path | None = None, overrides: dict | None = None,
              num_envs: int | None = None, subspace: str = "default", threads: int | None = None,
-             device: str = "cpu", check: bool = True) -> dict:
+             device: str = "cpu", check: bool = True, sample: bool = False) -> dict:
     """Evaluate one policy over episodes with seeds ``seed .. seed+episodes-1`` (all in one
     batch unless ``num_envs``); writes steps.csv / episodes.csv / summary.json to ``out_dir``
-    and returns the summary. A summary already there with the same settings is reused."""
+    and returns the summary. A summary already there with the same settings is reused.
+    ``sample``: trained policies sample their actions (seeded with ``seed``) instead of argmax."""
     argv = ["--policy", policy, "--scenario", scenario, "--seed", str(seed),
             "--episodes", str(episodes), "--num-envs", str(num_envs or episodes),
             "--out", str(out_dir), "--device", device, "--no-progress", "--subspace", subspace]
@@ -137,6 +138,8 @@ def evaluate(policy: str, scenario: str, seed: int, episodes: int, out_dir: Path
         argv += ["--threads", str(threads)]
     if not check:
         argv.append("--no-check")
+    if sample:
+        argv.append("--sample")
     for k, v in (overrides or {}).items():
         argv += ["--set", f"{k}={list(v) if isinstance(v, tuple) else v!r}"]
     prev = Path(out_dir) / "summary.json"
