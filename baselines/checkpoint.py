@@ -2,9 +2,9 @@
 
 The trainers (``trainers/hdrl_ppo.py``, ``trainers/mappo.py``, ``trainers/ppo_single.py``) expose
 ``load_policy(path, core, greedy=True) -> act(obs, masks) -> {tier: LongTensor [E, agents,
-dims]}``. The
-adapter imports the trainer file by path (``importlib``), so the trainers need not be a package,
-and binds the loaded policy to a core on first use (again if a different core is passed).
+dims]}``. The adapter imports the trainer file by path (``importlib``), so the trainers need not
+be a package, and binds the loaded policy to a core on first use (again if a different core is
+passed).
 """
 
 from __future__ import annotations

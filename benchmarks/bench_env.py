@@ -19,18 +19,14 @@ import time
 import torch
 
 import tntn_env
+from baselines.common import sample_uniform
 from tntn_env import TNTNCore
 
 
 def random_masked_actions(core: TNTNCore, masks: dict, gen: torch.Generator) -> dict:
     """Uniform over the allowed choices of every position (vectorised over envs and agents).
     The noise is drawn on ``gen``'s device and moved to the core's."""
-    acts = {}
-    for tier, m in masks.items():
-        padded = core.padded_mask(tier, m)  # [E, agents, positions, max choices]
-        noise = torch.rand(padded.shape, generator=gen, device=gen.device).to(m.device)
-        acts[tier] = torch.where(padded, noise, -1.0).argmax(-1)
-    return acts
+    return {tier: sample_uniform(core.padded_mask(tier, m), gen) for tier, m in masks.items()}
 
 
 def bench_core(num_envs: int, device: str, seconds: float) -> dict:

@@ -111,12 +111,20 @@ def test_greedy_beats_random_clearly():
     assert float(means["greedy"].mean()) > float(means["random"].mean()) + 1.0, means
 
 
+def stand_in_trainer(tmp_path, name, source):
+    """A trainer file with ``source``, a checkpoint holding "1.0" and a small reset core."""
+    trainer = tmp_path / name
+    trainer.write_text(textwrap.dedent(source))
+    ckpt = tmp_path / "model.pt"
+    ckpt.write_text("1.0")
+    core = TNTNCore(make_config("sag", num_subbands=4, users_per_region=3), num_envs=2)
+    core.reset(seed=0)
+    return trainer, ckpt, core
+
+
 def test_checkpoint_adapter_with_stand_in_trainer(tmp_path):
     """The real trainers are written elsewhere; a stand-in file checks the adapter's contract."""
-    trainer = tmp_path / "fake_trainer.py"
-    trainer.write_text(textwrap.dedent('''
-        import torch
-
+    trainer, ckpt, core = stand_in_trainer(tmp_path, "fake_trainer.py", '''
         def load_policy(path, core):
             scale = float(open(path).read())
             def act(obs, masks):
@@ -124,11 +132,7 @@ def test_checkpoint_adapter_with_stand_in_trainer(tmp_path):
                 assert obs["local"].shape[0] == core.num_envs and scale == 1.0
                 return out
             return act
-    '''))
-    ckpt = tmp_path / "model.pt"
-    ckpt.write_text("1.0")
-    core = TNTNCore(make_config("sag", num_subbands=4, users_per_region=3), num_envs=2)
-    core.reset(seed=0)
+    ''')
     pol = CheckpointPolicy(ckpt, trainer, name="fake")
     a = pol.act(core)
     assert pol.name == "fake"
@@ -145,8 +149,7 @@ def test_checkpoint_adapter_with_stand_in_trainer(tmp_path):
 def test_checkpoint_adapter_samples_when_asked(tmp_path):
     """sample=True asks the trainer for its sampling policy and seeds torch's generator at every
     reset, so two sampled evaluations with the same seed act identically."""
-    trainer = tmp_path / "sampling_trainer.py"
-    trainer.write_text(textwrap.dedent('''
+    trainer, ckpt, core = stand_in_trainer(tmp_path, "sampling_trainer.py", '''
         import torch
 
         def load_policy(path, core, greedy=True):
@@ -156,11 +159,7 @@ def test_checkpoint_adapter_samples_when_asked(tmp_path):
                 out["local"] = out["local"] + int(torch.randint(0, 10**6, ()))  # a random draw
                 return out
             return act
-    '''))
-    ckpt = tmp_path / "model.pt"
-    ckpt.write_text("1.0")
-    core = TNTNCore(make_config("sag", num_subbands=4, users_per_region=3), num_envs=2)
-    core.reset(seed=0)
+    ''')
     draws = []
     for seed in (5, 5, 6):
         pol = CheckpointPolicy(ckpt, trainer, sample=True, seed=seed)

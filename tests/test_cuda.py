@@ -20,6 +20,7 @@ import pytest
 import torch
 from trainer_files import ROOT, TRAINERS, scalars
 
+from baselines.common import sample_uniform
 from tntn_env import TNTNCore
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -27,12 +28,7 @@ REL = 1e-4
 
 
 def random_actions(core, masks, gen):
-    acts = {}
-    for tier, m in masks.items():
-        padded = core.padded_mask(tier, m.cpu())
-        noise = torch.rand(padded.shape, generator=gen)
-        acts[tier] = torch.where(padded, noise, -1.0).argmax(-1)
-    return acts
+    return {t: sample_uniform(core.padded_mask(t, m.cpu()), gen) for t, m in masks.items()}
 
 
 def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -9,6 +9,7 @@ import pytest
 import torch
 from trainer_files import ROOT, SMALL, TINY, TRAINERS, load, scalars
 
+from baselines.common import sample_uniform
 from tntn_env import TNTNCore, make_config
 from tntn_env.evaluate import main as evaluate_main
 
@@ -196,11 +197,7 @@ def test_compact_mask_input_is_lossless():
             for f, row in zip(frac, m):
                 key = (tier, tuple(torch.round(f * 1e4).long().tolist()))
                 assert torch.equal(seen.setdefault(key, row), row)
-        acts = {}
-        for tier, m in masks.items():
-            padded = core.padded_mask(tier, m)
-            acts[tier] = torch.where(padded, torch.rand(padded.shape, generator=gen), -1.0) \
-                .argmax(-1)
+        acts = {t: sample_uniform(core.padded_mask(t, m), gen) for t, m in masks.items()}
         masks = core.step(acts)["masks"]
     assert len({k for k in seen if k[0] == "local"}) > 1  # the test saw different masks
 

@@ -122,11 +122,11 @@ def make_policy(args):
     """The policy named by ``args`` (baselines imported here, never at package import)."""
     import baselines
 
+    seed = args.seed if args.policy_seed is None else args.policy_seed
     if args.policy in CHECKPOINT_TRAINERS:
         if not args.checkpoint:
             raise SystemExit(f"--policy {args.policy} needs --checkpoint PATH")
         trainer = args.trainer_file or REPO_ROOT / "trainers" / CHECKPOINT_TRAINERS[args.policy]
-        seed = args.seed if args.policy_seed is None else args.policy_seed
         return baselines.CheckpointPolicy(args.checkpoint, trainer, name=args.policy,
                                           sample=args.sample, seed=seed)
     if args.sample:
@@ -134,7 +134,6 @@ def make_policy(args):
         raise SystemExit(f"--sample applies to the trained policies ({allowed}), not to --policy "
                          f"{args.policy}")
     if args.policy == "random":
-        seed = args.seed if args.policy_seed is None else args.policy_seed
         return baselines.RandomPolicy(seed=seed)
     if args.policy == "greedy":
         return baselines.GreedyPolicy()

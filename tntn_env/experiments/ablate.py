@@ -82,7 +82,6 @@ when available, 5 full evaluation episodes, 5 locations).
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import os
@@ -100,7 +99,7 @@ from .. import channel as chn
 from ..config import make_config
 from ..evaluate import METRICS
 from .launch import TrainJob, evaluate, mean_ci95, read_scalars, train_all, trainer_file
-from .seeds import aggregate, parse_seeds, write_table
+from .seeds import aggregate, parse_seeds, read_csv, write_table
 
 SWEEPS_ORDER = ("reward", "lr", "clip", "entropy")
 ABLATIONS = (*SWEEPS_ORDER, "latlon")
@@ -333,8 +332,7 @@ def baseline_rows(policy: str, overrides: dict, preset: Preset, out_dir: Path,
     """One row per evaluation episode of a baseline (random / greedy) on the held-out seeds."""
     summ = evaluate(policy, SCENARIO, EVAL_SEED, preset.eval_episodes, out_dir,
                     overrides=overrides, threads=1)
-    with open(Path(out_dir) / "episodes.csv", newline="") as f:
-        eps = list(csv.DictReader(f))
+    eps = read_csv(Path(out_dir) / "episodes.csv")
     assert len(eps) == summ["episodes"]
     return [{**base, "policy": policy, "eval": "-", "unit": "eval episode", "seed": e["seed"],
              **{k: float(e[k]) for k in METRICS}} for e in eps]

@@ -53,6 +53,7 @@ import torch
 
 from ..config import make_config
 from .launch import ALGOS, TrainJob, evaluate, mean_ci95, read_scalars, train_all
+from .seeds import read_csv
 
 SCENARIOS = ("sag", "ag", "uav")
 BASELINES = ("exhaustive", "random", "greedy")
@@ -129,11 +130,6 @@ def write_csv(path: Path, rows: list[dict]) -> None:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-
-
-def read_csv(path: Path) -> list[dict]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
 
 
 def local_average_power_dbm(cfg) -> float:
