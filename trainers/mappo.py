@@ -63,8 +63,8 @@ class Args:
     """if toggled, `torch.backends.cudnn.deterministic=True`"""
     cuda: bool = True
     """if toggled, cuda is used when available (CPU otherwise)"""
-    threads: int = 1
-    """torch CPU threads (0: torch's default); 1 avoids oversubscription on small shared machines"""
+    threads: int = 0
+    """torch CPU threads (0: torch's default, one per core; 1 when several runs share the cores)"""
     save_model: bool = False
     """write runs/{run_name}/checkpoint.pt every `save_interval` iterations and at the end"""
     save_interval: int = 10
@@ -213,8 +213,9 @@ def layer_init(layer, std=2 ** 0.5, bias_const=0.0):
 class MaskedHeads:
     """Masked categoricals over a flat MultiDiscrete logit vector (one row per action position).
 
-    Forbidden choices get logit -1e8, so their probability is exactly 0 and they are never
-    sampled; a lean log-softmax replaces torch's Categorical (half the cost in the update)."""
+    Forbidden choices get logit -inf, so their probability is exactly 0 and they are never
+    sampled (exp(-inf) also takes the vector exp's fast path, where a finite -1e8 took a ~5x
+    slower one); a lean log-softmax replaces torch's Categorical (half the cost in the update)."""
 
     def __init__(self, nvec, device):
         nv = torch.tensor(nvec)
@@ -226,8 +227,8 @@ class MaskedHeads:
 
     def log_probs(self, logits, mask):
         """[..., F] logits and mask -> [..., positions, widest] log-probabilities."""
-        lg = torch.where(mask, logits, -1e8)
-        lg = torch.cat([lg, torch.full_like(lg[..., :1], -1e8)], -1)[..., self.idx]
+        lg = torch.where(mask, logits, float("-inf"))
+        lg = torch.cat([lg, torch.full_like(lg[..., :1], float("-inf"))], -1)[..., self.idx]
         return torch.log_softmax(lg, -1)
 
     @staticmethod
@@ -242,7 +243,8 @@ class MaskedHeads:
 
     @staticmethod
     def entropy(lp):
-        return -(lp.exp() * lp).sum((-1, -2))
+        # forbidden choices: exp(-inf) = 0 times a finite stand-in for -inf (no 0 * inf = nan)
+        return -(lp.exp() * lp.clamp(min=-1e30)).sum((-1, -2))
 
     def infeasible(self, action, mask):
         """Chosen entries that the mask forbids, per env."""
@@ -434,7 +436,7 @@ if __name__ == "__main__":
     core = make_core(args, args.num_envs // world, device)  # this rank's envs
     tiers, E, T = core.tiers, args.num_envs // world, args.num_steps
     agents, heads = build_agents(core, args, device)
-    opts = {t: torch.optim.Adam(a.parameters(), lr=args.learning_rate, eps=1e-5)
+    opts = {t: torch.optim.Adam(a.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)
             for t, a in agents.items()}
     if ck:
         for t in tiers:
@@ -523,25 +525,27 @@ if __name__ == "__main__":
                 perm = torch.randperm(n, device=device)
                 for start in range(0, n, mb):  # minibatches of env steps, all agents of each
                     i = perm[start:start + mb]
-                    lp = heads[t].log_probs(ag["actor"](b["x"][i]), b["m"][i])
-                    logratio = heads[t].log_prob(lp, b["a"][i]) - b["logp"][i]
+                    mbt = {k: b[k].index_select(0, i)  # one row gather per key
+                           for k in ("a", "adv", "logp", "m", "ret", "v", "x")}
+                    lp = heads[t].log_probs(ag["actor"](mbt["x"]), mbt["m"])
+                    logratio = heads[t].log_prob(lp, mbt["a"]) - mbt["logp"]
                     ratio = logratio.exp()
                     with torch.no_grad():
                         st["old_approx_kl"] = (-logratio).mean().item()
                         st["approx_kl"] = ((ratio - 1) - logratio).mean().item()
                         clipfracs.append(((ratio - 1.0).abs() > args.clip_coef).float().mean()
                                          .item())
-                    a_ = b["adv"][i]
+                    a_ = mbt["adv"]
                     if args.norm_adv and a_.numel() > 1:
                         a_ = (a_ - a_.mean()) / (a_.std() + 1e-8)
                     pg_loss = torch.max(-a_ * ratio, -a_ * ratio.clamp(1 - args.clip_coef,
                                                                        1 + args.clip_coef)).mean()
-                    v = ag["critic"](gs_flat[i])  # [mb, A], normalised values
-                    target = vn.normalize(b["ret"][i]) if args.value_norm else b["ret"][i]
+                    v = ag["critic"](gs_flat.index_select(0, i))  # [mb, A], normalised values
+                    target = vn.normalize(mbt["ret"]) if args.value_norm else mbt["ret"]
                     v_loss = nn.functional.huber_loss(v, target, delta=args.huber_delta,
                                                       reduction="none")
                     if args.clip_vloss:
-                        v_clip = b["v"][i] + (v - b["v"][i]).clamp(-args.clip_coef, args.clip_coef)
+                        v_clip = mbt["v"] + (v - mbt["v"]).clamp(-args.clip_coef, args.clip_coef)
                         v_loss = torch.max(v_loss, nn.functional.huber_loss(
                             v_clip, target, delta=args.huber_delta, reduction="none"))
                     v_loss = v_loss.mean()

@@ -4,12 +4,15 @@ TensorBoard scalars, aggregate over seeds.
 Training runs the CleanRL-style trainer files as subprocesses (``python trainers/<file>.py``,
 their own command line), each in a work folder of its own so its ``runs/`` lands there; a
 finished run leaves ``train.json`` beside it and is reused, not repeated, when asked again with
-the same arguments (so an interrupted reproduction resumes where it stopped). Evaluation is
+the same arguments and the same code (the trainer file and the ``tntn_env`` modules it steps,
+by SHA-256), so an interrupted reproduction resumes where it stopped and an edited trainer or
+environment trains again. Evaluation is
 in-process through :func:`tntn_env.evaluate.run` (the same CSV/JSON files as the CLI).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -36,6 +39,16 @@ def trainer_file(algo: str) -> Path:
         raise FileNotFoundError(f"trainer file {path} not found: the experiment commands run "
                                 "from a source checkout (pip install -e .)")
     return path
+
+
+def code_digest(algo: str) -> str:
+    """SHA-256 over the trainer file and the environment package's own modules (what a run's
+    result depends on besides its command line)."""
+    h = hashlib.sha256()
+    pkg = Path(__file__).resolve().parents[1]
+    for path in [trainer_file(algo), *sorted(pkg.glob("*.py"))]:
+        h.update(path.name.encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
 
 
 @dataclass
@@ -76,7 +89,7 @@ def train(job: TrainJob, log=None) -> TrainResult:
     wd = Path(job.workdir)
     marker = wd / "train.json"
     cmd = job.command()
-    key = {"command": cmd[1:]}  # the interpreter may differ between machines
+    key = {"command": cmd[1:], "code": code_digest(job.algo)}  # not the interpreter's path
     if marker.exists():
         done = json.loads(marker.read_text())
         if done.get("key") == key and Path(done["checkpoint"]).exists():
