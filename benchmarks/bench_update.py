@@ -1,0 +1,78 @@
+"""Speed of one PPO update of hdrl_ppo.py's local tier, in isolation (a measurement, not a test).
+
+Builds the learners with the trainer's own ``build_agents`` (default Args, or ``--hidden``), takes
+one batch of real local-tier inputs, masks and sampled actions from a reset core (``--rows``
+samples), random advantages and returns, and times the trainer's own ``ppo_update`` (fused Adam
+as in the trainer, ``target_kl`` off so that every epoch runs). Prints rows/s = minibatch rows
+through forward + backward + Adam per second, and ms per 512-row gradient step.
+
+    python benchmarks/bench_update.py                        # 1 and 2 threads, hidden 128 and 64
+    python benchmarks/bench_update.py --threads 2 --hidden 128 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from baselines.checkpoint import load_module
+
+TRAINER = Path(__file__).resolve().parents[1] / "trainers" / "hdrl_ppo.py"
+
+
+def bench(mod, hidden: int, threads: int, rows: int, epochs: int) -> dict:
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    args = mod.Args(hidden_size=hidden, update_epochs=epochs, target_kl=None)
+    core = mod.make_core(args, rows // 4, "cpu")  # 4 local agents per env in the sag scenario
+    obs, masks = core.reset(seed=0)
+    agents, heads = mod.build_agents(core, args, "cpu")
+    t = "local"
+    x = mod.tier_input(core, t, obs[t], masks[t], args.mask_in_obs, heads[t])
+    with torch.no_grad():
+        lp = heads[t].log_probs(agents[t].actor(x), masks[t])
+        a = heads[t].sample(lp)
+        v = agents[t].value(x)
+        b = {"x": x, "m": masks[t], "a": a, "logp": heads[t].log_prob(lp, a),
+             "adv": torch.randn_like(v), "ret": torch.randn_like(v), "val": v}
+    b = {k: val.flatten(0, 1) for k, val in b.items()}
+    opt = torch.optim.Adam(agents[t].parameters(), lr=args.learning_rate, eps=1e-5, fused=True)
+    warm = mod.Args(hidden_size=hidden, update_epochs=1, target_kl=None)
+    mod.ppo_update(agents[t], opt, heads[t], b, warm)
+    t0 = time.perf_counter()
+    mod.ppo_update(agents[t], opt, heads[t], b, args)
+    dt = time.perf_counter() - t0
+    n = b["x"].shape[0]
+    steps = epochs * -(-n // args.minibatch_size)
+    return {"hidden": hidden, "threads": threads, "in_dim": x.shape[-1],
+            "logits": core.action_size(t), "rows": n, "minibatch": args.minibatch_size,
+            "epochs": epochs, "rows_per_s": epochs * n / dt, "ms_per_step": 1e3 * dt / steps}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--hidden", type=int, nargs="+", default=[128, 64])
+    p.add_argument("--rows", type=int, default=8192, help="local-tier samples in the batch")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--json", action="store_true")
+    a = p.parse_args()
+    mod = load_module(TRAINER)
+    res = [bench(mod, h, th, a.rows, a.epochs) for h in a.hidden for th in a.threads]
+    if a.json:
+        print(json.dumps(res, indent=2))
+        return
+    print("| hidden | threads | input -> logits | rows/s (fwd + bwd + Adam) "
+          "| ms per 512-row step |")
+    print("|---:|---:|---|---:|---:|")
+    for r in res:
+        print(f"| {r['hidden']} | {r['threads']} | {r['in_dim']} -> {r['logits']} | "
+              f"{r['rows_per_s']:,.0f} | {r['ms_per_step']:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
