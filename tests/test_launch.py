@@ -1,5 +1,6 @@
-"""The training cache of the experiment commands: a finished run is reused only while its command
-line and its code (trainer file + tntn_env modules) are unchanged."""
+"""The caches of the experiment commands: a finished training run (evaluation) is reused only while
+its command line (arguments) and its code are unchanged: trainer file + tntn_env modules
+(+ baselines for evaluations)."""
 
 import json
 import subprocess
@@ -38,3 +39,27 @@ def test_reuse_needs_same_command_and_code(tmp_path, monkeypatch):
 
 def test_code_digest_differs_per_trainer():
     assert len({launch.code_digest(a) for a in launch.ALGOS}) == len(launch.ALGOS)
+
+
+def test_evaluation_reuse_needs_same_code(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_run(args):
+        calls.append(args.policy)
+        return {"policy": args.policy, "metrics": {}, "out_dir": str(args.out)}
+
+    monkeypatch.setattr(launch, "run_evaluation", fake_run)
+    out = tmp_path / "ev"
+    out.mkdir()
+    launch.evaluate("random", "sag", 10_000, 2, out)
+    assert json.loads((out / "summary.json").read_text())["code"] == launch.eval_digest("random")
+    launch.evaluate("random", "sag", 10_000, 2, out)
+    assert calls == ["random"]  # reused
+    monkeypatch.setattr(launch, "eval_digest", lambda policy: "f" * 64)  # edited baselines/env
+    launch.evaluate("random", "sag", 10_000, 2, out)
+    assert calls == ["random", "random"]
+
+
+def test_eval_digest_covers_the_trainer_of_learned_policies():
+    assert launch.eval_digest("hdrl") != launch.eval_digest("random")
+    assert launch.eval_digest("random") == launch.eval_digest("greedy")  # same files

@@ -41,14 +41,30 @@ def trainer_file(algo: str) -> Path:
     return path
 
 
+def _digest(paths) -> str:
+    h = hashlib.sha256()
+    for path in paths:
+        h.update(path.name.encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
+
+
+def _env_modules() -> list[Path]:
+    return sorted(Path(__file__).resolve().parents[1].glob("*.py"))
+
+
 def code_digest(algo: str) -> str:
     """SHA-256 over the trainer file and the environment package's own modules (what a run's
     result depends on besides its command line)."""
-    h = hashlib.sha256()
-    pkg = Path(__file__).resolve().parents[1]
-    for path in [trainer_file(algo), *sorted(pkg.glob("*.py"))]:
-        h.update(path.name.encode() + b"\0" + path.read_bytes())
-    return h.hexdigest()
+    return _digest([trainer_file(algo), *_env_modules()])
+
+
+def eval_digest(policy: str) -> str:
+    """SHA-256 over what an evaluation's result depends on besides its arguments: the
+    environment modules, the baselines package and, for a learned policy, its trainer file."""
+    files = [*_env_modules(), *sorted((REPO_ROOT / "baselines").glob("*.py"))]
+    if policy in CHECKPOINT_TRAINERS:
+        files.append(trainer_file(policy))
+    return _digest(files)
 
 
 @dataclass
@@ -140,7 +156,8 @@ def evaluate(policy: str, scenario: str, seed: int, episodes: int, out_dir: Path
              device: str = "cpu", check: bool = True, sample: bool = False) -> dict:
     """Evaluate one policy over episodes with seeds ``seed .. seed+episodes-1`` (all in one
     batch unless ``num_envs``); writes steps.csv / episodes.csv / summary.json to ``out_dir``
-    and returns the summary. A summary already there with the same settings is reused.
+    and returns the summary. A summary already there with the same settings and code
+    (:func:`eval_digest`) is reused.
     ``sample``: trained policies sample their actions (seeded with ``seed``) instead of argmax."""
     argv = ["--policy", policy, "--scenario", scenario, "--seed", str(seed),
             "--episodes", str(episodes), "--num-envs", str(num_envs or episodes),
@@ -156,13 +173,14 @@ def evaluate(policy: str, scenario: str, seed: int, episodes: int, out_dir: Path
     for k, v in (overrides or {}).items():
         argv += ["--set", f"{k}={list(v) if isinstance(v, tuple) else v!r}"]
     prev = Path(out_dir) / "summary.json"
+    code = eval_digest(policy)
     if prev.exists():
         s = json.loads(prev.read_text())
-        if s.get("argv") == argv:
+        if s.get("argv") == argv and s.get("code") == code:
             s["out_dir"] = str(out_dir)
             return s
     summary = run_evaluation(build_parser().parse_args(argv))
-    summary["argv"] = argv
+    summary["argv"], summary["code"] = argv, code
     prev.write_text(json.dumps({k: v for k, v in summary.items() if k != "out_dir"}, indent=2))
     return summary
 
