@@ -31,17 +31,10 @@ from pathlib import Path
 import tyro
 
 from baselines.checkpoint import load_module
+from tntn_env.experiments.launch import read_scalars
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAINERS = ("hdrl_ppo", "mappo", "ppo_single")
-
-
-def read_scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
-    acc.Reload()
-    return {t: [(e.step, e.value) for e in acc.Scalars(t)] for t in acc.Tags()["scalars"]}
 
 
 def bench(name: str, total_timesteps: int, extra: list[str], threads: int | None,

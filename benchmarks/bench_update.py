@@ -28,7 +28,8 @@ def bench(mod, hidden: int, threads: int, rows: int, epochs: int) -> dict:
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     args = mod.Args(hidden_size=hidden, update_epochs=epochs, target_kl=None)
-    core = mod.make_core(args, rows // 4, "cpu")  # 4 local agents per env in the sag scenario
+    agents_per_env = mod.make_core(args, 1, "cpu").num_agents["local"]
+    core = mod.make_core(args, rows // agents_per_env, "cpu")
     obs, masks = core.reset(seed=0)
     agents, heads = mod.build_agents(core, args, "cpu")
     t = "local"

@@ -140,13 +140,15 @@ def train_all(jobs: list[TrainJob], workers: int = 1, log=None) -> list[TrainRes
         return list(pool.map(lambda j: train(j, log), jobs))
 
 
-def read_scalars(run_dir: Path, tags) -> dict[str, list[tuple[int, float]]]:
-    """TensorBoard scalars of a run folder: {tag: [(step, value), ...]} (missing tag: [])."""
+def read_scalars(run_dir: Path, tags=None) -> dict[str, list[tuple[int, float]]]:
+    """TensorBoard scalars of a run folder: {tag: [(step, value), ...]} (missing tag: []);
+    ``tags=None``: every scalar tag the run logged."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
     acc.Reload()
     have = set(acc.Tags().get("scalars", []))
+    tags = sorted(have) if tags is None else tags
     return {t: [(e.step, e.value) for e in acc.Scalars(t)] if t in have else [] for t in tags}
 
 
