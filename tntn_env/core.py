@@ -48,6 +48,7 @@ class CoreState:
     """Everything that evolves; leading dim E. Replaced, never mutated in place."""
 
     key: torch.Tensor  # [E] int32 env key from the seed
+    ekey: torch.Tensor  # [E] int32 key of the episode (from key and episode)
     rkey: torch.Tensor  # [E] int32 key of the current step's realisation (episode, t)
     episode: torch.Tensor  # [E] int64
     t: torch.Tensor  # [E] int64 step within the episode
@@ -164,6 +165,7 @@ class TNTNCore:
         k_db = torch.tensor([ch.rician_k_tbs_db, ch.rician_k_uav_db, ch.rician_k_ntn_db,
                              ch.rician_k_ntn_db], device=dev)
         self._tx_k_lin = chn.db_to_linear(k_db)[kind]  # [X]
+        self._k_uav = chn.db_to_linear(k_db)[TX_UAV]
         self._tx_div = torch.where(kind == TX_SAT, float(self.H * self.R), 1.0)  # time split
         self._tx_div = torch.cat([self._tx_div, torch.ones(1, device=dev)])  # dummy row X
         self._num_prop = self.Xt + self.I + 1
@@ -173,8 +175,21 @@ class TNTNCore:
         self._moves = torch.tensor(_UAV_MOVES, device=dev)
         self._area = torch.tensor(topo.area_size_xy, device=dev)
         self._sat_prop = torch.tensor([self.Xt + self.I], device=dev)
+        # Propagation ids whose spatial fields a full large-scale refresh draws: shadowing for
+        # TBS, HAP, satellite; LoS uniforms for TBS, UAV, HAP, satellite (in that order).
+        rows = torch.arange(self.Xt, device=dev).view(self.J, self.M)
+        tbs_p = topo.tx_prop_id[rows[:, :self.Tn].reshape(-1)]
+        uav_p = topo.tx_prop_id[rows[:, self.Tn:].reshape(-1)]
+        ntn_p = torch.cat([self.Xt + torch.arange(self.I, device=dev), self._sat_prop])
+        self._field_props = (torch.cat([tbs_p, ntn_p]), torch.cat([tbs_p, uav_p, ntn_p]))
         self._nvec_t = {t: torch.tensor(nv, device=dev) for t, nv in self.nvec.items()}
+        self._offs_t = {t: torch.cumsum(nv, 0) - nv for t, nv in self._nvec_t.items()}
+        self._top_t = {t: nv - 1 for t, nv in self._nvec_t.items()}
+        # counter codes of rng.mix for the steps of an episode (see _step_key)
+        self._t_code = rng.counter_code(torch.arange(cfg.timing.episode_steps + 2, device=dev)
+                                        + 1)
         self.state: CoreState | None = None
+        self._alloc_memo = self._count_memo = self._fade_memo = None
         self.last: Scored | None = None
         self._last_state: CoreState | None = None
         self._build_obs_specs()
@@ -226,9 +241,12 @@ class TNTNCore:
         return sum(self.obs_size(t) * self.num_agents[t] for t in self.tiers)
 
     # ------------------------------------------------------------------ randomness helpers
-    @staticmethod
-    def _step_key(key, episode, t):
-        return rng.mix(rng.mix(key, episode), t + 1)
+    def _step_key(self, ekey, t):
+        """Key of step t's realisation, ``rng.mix(ekey, t + 1)``; the counter's hash comes from a
+        table over the episode's steps (the same bits, a dozen ops fewer per step)."""
+        if int(t.max()) < self._t_code.numel():
+            return rng.mix_coded(ekey, self._t_code[t])
+        return rng.mix(ekey, t + 1)
 
     # ------------------------------------------------------------------ reset
     def reset(self, seed=None, env_ids=None):
@@ -277,7 +295,8 @@ class TNTNCore:
         n = key.numel()
         J, N = self.J, self.N
         zero_t = torch.zeros(n, dtype=torch.long, device=dev)
-        k0 = rng.mix(rng.mix(key, episode), 0)
+        ekey = rng.mix(key, episode)
+        k0 = rng.mix(ekey, 0)
         # Per-episode powers, uniform in dBm over each tier's range (Section 4.1).
         u = rng.uniform(rng.mix(k0, _S_POWER)[:, None], torch.arange(4, device=dev)[None])
         rngs = [cfg.network.tbs_power_dbm, cfg.network.uav_power_dbm,
@@ -314,7 +333,7 @@ class TNTNCore:
         uav = self.topo.uav_start_xy.reshape(1, J * self.U, 2).expand(n, -1, -1).clone()
         zJ = torch.zeros(n, J, device=dev)
         st = CoreState(
-            key=key, rkey=self._step_key(key, episode, zero_t), episode=episode, t=zero_t,
+            key=key, ekey=ekey, rkey=self._step_key(ekey, zero_t), episode=episode, t=zero_t,
             power_w=power_w, field_key=field_key,
             user_xy=pos, user_hot=is_hot, uav_xy=uav, hot_xy=hot, hot_target=target,
             demand_bps=torch.zeros(n, self.Ut, device=dev),
@@ -391,21 +410,37 @@ class TNTNCore:
         E = st.key.numel()
         J, M, Tn, U = self.J, self.M, self.Tn, self.U
         ue = st.user_xy[:, None]  # [E, 1, Ut, 2]
-        ls_gain, ls_los, ls_k = st.ls_gain.clone(), st.ls_los.clone(), st.ls_k.clone()
-        node_rows = torch.arange(self.Xt, device=self.device).view(J, M)
+        if full:  # every row is written below
+            ls_gain, ls_los = torch.empty_like(st.ls_gain), torch.empty_like(st.ls_los)
+            ls_k = torch.empty_like(st.ls_k)
+        else:
+            ls_gain, ls_los, ls_k = st.ls_gain.clone(), st.ls_los.clone(), st.ls_k.clone()
 
-        def fields_at(prop_ids, xy_t):
-            fk = st.field_key[:, prop_ids][..., None]  # [E, P, 1]
-            z = self._field(fk, xy_t, ch.shadowing_grid_m, _S_SHADOW, bilinear=True)
-            u = self._field(fk, xy_t, ch.los_grid_m, _S_LOS, bilinear=False)
-            return z, u
+        def by_node(t):  # terrestrial rows of a [E, X, Ut] tensor as a [E, J, M, Ut] view
+            return t[:, :self.Xt].view(E, J, M, -1)
+
+        if full:
+            # Spatial fields of every platform at the users' positions, [E, P, Ut], in one pass
+            # each: the cells and weights are computed once per user and broadcast over the
+            # platforms' keys. Shadowing for TBS, HAP and satellite platforms; the LoS field
+            # for those and the UAVs (whose LoS field changes only as users move).
+            zp, up = self._field_props
+            z_all = self._field(st.field_key[:, zp][..., None], ue, ch.shadowing_grid_m,
+                                _S_SHADOW, bilinear=True)
+            u_all = self._field(st.field_key[:, up][..., None], ue, ch.los_grid_m, _S_LOS,
+                                bilinear=False)
+            nt, nu, ni = J * Tn, J * U, self.I
+
+            def fields_at(kind):  # (shadowing, LoS uniforms) of one platform kind
+                if kind == "tbs":
+                    return z_all[:, :nt], u_all[:, :nt]
+                if kind == "hap":
+                    return z_all[:, nt:nt + ni], u_all[:, nt + nu:nt + nu + ni]
+                return z_all[:, nt + ni:], u_all[:, nt + nu + ni:]
 
         if U > 0:
-            rows = node_rows[:, Tn:].reshape(-1)
-            if full:  # the LoS field at the users' cells changes only as users move
-                fk = st.field_key[:, topo.tx_prop_id[rows]][..., None]
-                st.uav_los_u = self._field(fk, ue.expand(-1, rows.numel(), -1, -1),
-                                           ch.los_grid_m, _S_LOS, bilinear=False)
+            if full:
+                st.uav_los_u = u_all[:, nt:nt + nu]
             d2 = torch.linalg.vector_norm(st.uav_xy[:, :, None] - ue, dim=-1)
             dh = net.uav_altitude_m - net.ue_height_m
             d3 = torch.sqrt(d2 * d2 + dh * dh)
@@ -413,25 +448,26 @@ class TNTNCore:
             los = st.uav_los_u < chn.a2g_los_probability(el, ch.a2g_a, ch.a2g_b)
             pl = chn.fspl_db(d3, fc) + torch.where(los, ch.a2g_eta_los_db, ch.a2g_eta_nlos_db)
             gain_db = ch.uav_antenna_gain_dbi + ch.ue_antenna_gain_dbi - pl
-            ls_gain[:, rows] = chn.db_to_linear(gain_db)
-            ls_los[:, rows] = los
-            ls_k[:, rows] = torch.where(los, 10.0 ** (ch.rician_k_uav_db / 10.0), 0.0)
+            # UAV rows are node Tn.. of each region: write them through a [E, J, M, Ut] view
+            by_node(ls_gain)[:, :, Tn:] = chn.db_to_linear(gain_db).view(E, J, U, -1)
+            by_node(ls_los)[:, :, Tn:] = los.view(E, J, U, -1)
+            by_node(ls_k)[:, :, Tn:] = torch.where(los, self._k_uav, 0.0).view(
+                E, J, U, -1)
         if not full:
             st.ls_gain, st.ls_los, st.ls_k = ls_gain, ls_los, ls_k
             return
         if Tn > 0:
-            rows = node_rows[:, :Tn].reshape(-1)
             tbs = topo.tbs_xy.reshape(-1, 2)[None, :, None]  # [1, J*Tn, 1, 2]
             d2 = torch.linalg.vector_norm(tbs - ue, dim=-1)
             dh = net.tbs_height_m - net.ue_height_m
             d3 = torch.sqrt(d2 * d2 + dh * dh)
-            z, u = fields_at(topo.tx_prop_id[rows], ue.expand(-1, rows.numel(), -1, -1))
+            z, u = fields_at("tbs")
             los = u < chn.umi_los_probability(d2)
             pl = chn.umi_pathloss_db(d2, d3, fc, net.tbs_height_m, net.ue_height_m, los)
             sf = z * torch.where(los, ch.tbs_shadowing_los_db, ch.tbs_shadowing_nlos_db)
             gain_db = ch.tbs_antenna_gain_dbi + ch.ue_antenna_gain_dbi - pl - sf
-            ls_gain[:, rows] = chn.db_to_linear(gain_db)
-            ls_los[:, rows] = los
+            by_node(ls_gain)[:, :, :Tn] = chn.db_to_linear(gain_db).view(E, J, Tn, -1)
+            by_node(ls_los)[:, :, :Tn] = los.view(E, J, Tn, -1)
         env = ch.ntn_environment
         # HAPs: one propagation per platform, expanded to its R spot beams.
         hap = topo.hap_xy[None, :, None]  # [1, I, 1, 2]
@@ -439,8 +475,7 @@ class TNTNCore:
         dh = net.hap_altitude_m - net.ue_height_m
         d3 = torch.sqrt(d2 * d2 + dh * dh)
         el = chn.elevation_deg(d2, torch.full_like(d2, dh))
-        z, u = fields_at(self.Xt + torch.arange(self.I, device=self.device),
-                         ue.expand(-1, self.I, -1, -1))
+        z, u = fields_at("hap")
         hap_db, hap_los = self._ntn_gain_db(d3, el, z, u, ch.hap_antenna_gain_dbi, env)
         # Spot beam j points from HAP region_hap[j] at the centre of region j; the off-axis angle
         # of each user sets the aperture pattern (neighbouring regions get spill-over).
@@ -458,7 +493,7 @@ class TNTNCore:
         # Satellite: geometry per region (TR 38.811 slant range), one field for all beams.
         el = topo.sat_elevation_deg[topo.user_region][None, None].expand(E, 1, -1)
         d3 = topo.sat_slant_range_m[topo.user_region][None, None].expand(E, 1, -1)
-        z, u = fields_at(self._sat_prop, ue)
+        z, u = fields_at("sat")
         sat_db, sat_los = self._ntn_gain_db(d3, el, z, u, ch.satellite_antenna_gain_dbi, env)
         beam_own = topo.region_beam[topo.user_region][None] == torch.arange(
             self.B, device=self.device)[:, None]  # [B, Ut]
@@ -485,20 +520,28 @@ class TNTNCore:
         """
         E = st.key.numel()
         shape = torch.broadcast_shapes(tx.shape, user.shape, n.shape)
-        tx, user, n = tx.expand(shape), user.expand(shape), n.expand(shape)
-        pair = (tx * self.Ut + user).reshape(E, -1)
+        # index arithmetic at the inputs' own shapes, broadcast once
+        pair = (tx * self.Ut + user).expand(shape).reshape(E, -1)
         ls = torch.gather(st.ls_gain.reshape(E, -1), 1, pair).view(shape)
         kf = torch.gather(st.ls_k.reshape(E, -1), 1, pair).view(shape)
         link = pair.view(shape) * self.N + n
         if not self._correlated:
-            kt = st.rkey.view(E, *([1] * (len(shape) - 1)))
-            return ls * rng.rician_power(rng.mix(kt, _S_FADE_RE), link, kf)
+            kt = self._fade_key(st).view(E, *([1] * (len(shape) - 1)))
+            return ls * rng.rician_power(kt, link, kf)
         fl = st.fade.reshape(E, -1, 2)
         li = link.reshape(E, -1, 1).expand(-1, -1, 2)
         xy = torch.gather(fl, 1, li).view(*shape, 2)
         mu = torch.sqrt(kf / (kf + 1.0))
         s = torch.sqrt(0.5 / (kf + 1.0))
         return ls * ((mu + s * xy[..., 0]) ** 2 + (s * xy[..., 1]) ** 2)
+
+    def _fade_key(self, st: CoreState) -> torch.Tensor:
+        """[E] key of the i.i.d. fading draws of the state's realisation (kept for the same
+        ``rkey`` object: a state's observation and its next step's scoring share it)."""
+        memo = self._fade_memo
+        if memo is None or memo[0] is not st.rkey:
+            memo = self._fade_memo = (st.rkey, rng.mix(st.rkey, _S_FADE_RE))
+        return memo[1]
 
     def _demand(self, user_xy, hot_xy):
         d = self.cfg.demand
@@ -510,7 +553,19 @@ class TNTNCore:
 
     # ------------------------------------------------------------------ allocation and masks
     def _allocation(self, sat_choice, hap_choice):
-        """Holder per (region, subband) and availability flags from effective choices."""
+        """Holder per (region, subband) and availability flags from effective choices.
+
+        The last result is kept for the same two tensor objects (state tensors are replaced,
+        never written in place): a step scores, observes and masks one allocation.
+        """
+        memo = self._alloc_memo
+        if memo is not None and memo[0] is sat_choice and memo[1] is hap_choice:
+            return memo[2]
+        out = self._allocation_of(sat_choice, hap_choice)
+        self._alloc_memo = (sat_choice, hap_choice, out)
+        return out
+
+    def _allocation_of(self, sat_choice, hap_choice):
         topo, M = self.topo, self.M
         beam = topo.region_beam[None, :, None]
         sat_direct = (sat_choice == self.B + 1)[:, None, :].expand(-1, self.J, -1)
@@ -663,10 +718,9 @@ class TNTNCore:
             if not self.check_actions:
                 out[tier] = a
                 continue
-            nv = self._nvec_t[tier]
-            offs = torch.cumsum(nv, 0) - nv
+            nv, offs, top = self._nvec_t[tier], self._offs_t[tier], self._top_t[tier]
             in_range = (a >= 0) & (a < nv)
-            flat = (offs + a.clamp(min=0).minimum(nv - 1))
+            flat = (offs + a.clamp(min=0).minimum(top))
             allowed = torch.gather(masks[tier], 2, flat) & in_range
             if bool(allowed.all()):
                 out[tier] = a
@@ -743,11 +797,12 @@ class TNTNCore:
         oc = torch.gather(cand_t[:, None].expand(E, J, N, J), 3,
                           others.expand(E, J, N, J - 1))  # [E, J, N, J-1]
         u_glob = (j_ar[None, :, None, None] * K + users.clamp(min=0))  # [E, J, N, T]
-        c = torch.cat([oc[:, :, :, None, :].expand(E, J, N, T, J - 1),
-                       hidx[..., None, None].expand(E, J, N, T, 1)], dim=-1)  # [E,J,N,T,J]
+        # The candidates and their powers do not depend on the time block: [E, J, N, 1, J],
+        # broadcast over T against the scheduled users.
+        c = torch.cat([oc[:, :, :, None, :], hidx[..., None, None]], dim=-1)
         n_ar = torch.arange(N, device=dev).view(1, 1, N, 1, 1)
         c_safe = c.clamp(max=X - 1)
-        g = self._gain(st, c_safe, u_glob[..., None], n_ar)
+        g = self._gain(st, c_safe, u_glob[..., None], n_ar)  # [E, J, N, T, J]
         pw = torch.gather(txp.view(E, -1), 1, (c * N + n_ar).reshape(E, -1)).view(c.shape)
         rx = g * pw
         sig = rx[..., J - 1]
@@ -852,11 +907,13 @@ class TNTNCore:
         """Mobility, demand and the next channel realisation."""
         E, dev, d = st.key.numel(), self.device, self.cfg.demand
         t1 = st.t + 1
-        kt = rng.mix(st.rkey, 1)[:, None]
+        # this step's stream keys, [E, 1] each
+        k_walk, k_hot, k_fade = rng.mix_many(rng.mix(st.rkey, 1)[:, None],
+                                             (_S_WALK, _S_HOT_TARGET, _S_FADE_INIT)).unbind(-1)
         size = self.cfg.network.region_size_m
         # Users: bounded random walk, reflected into their region.
         uidx = torch.arange(self.Ut, device=dev)[None]
-        ang = 2 * math.pi * rng.uniform(rng.mix(kt, _S_WALK), uidx)
+        ang = 2 * math.pi * rng.uniform(k_walk, uidx)
         step = torch.stack([torch.cos(ang), torch.sin(ang)], -1) * d.user_speed_m
         o = self.topo.region_origin_xy[self.topo.user_region][None]
         p = st.user_xy + step - o
@@ -874,9 +931,9 @@ class TNTNCore:
             reached = (dist <= d.hotspot_speed_m).expand(-1, -1, 2)
             area = self._area
             hidx = torch.arange(2 * self.Hs, device=dev)[None]
-            fresh = rng.uniform(rng.mix(kt, _S_HOT_TARGET), hidx).view(E, self.Hs, 2) * area
+            fresh = rng.uniform(k_hot, hidx).view(E, self.Hs, 2) * area
             tgt = torch.where(reached, fresh, tgt)
-        new = replace(st, t=t1, rkey=self._step_key(st.key, st.episode, t1), user_xy=user_xy,
+        new = replace(st, t=t1, rkey=self._step_key(st.ekey, t1), user_xy=user_xy,
                       uav_xy=sc.uav_xy, hot_xy=hot, hot_target=tgt,
                       sat_choice=sc.sat_choice, hap_choice=sc.hap_choice)
         new.demand_bps = self._demand(user_xy, hot)
@@ -892,7 +949,7 @@ class TNTNCore:
         if self._correlated:
             rho = self.cfg.channel.fading_rho
             idx = torch.arange(self.X * self.Ut * self.N * 2, device=dev)[None]
-            w = rng.normal(rng.mix(kt, _S_FADE_INIT), idx).view_as(st.fade)
+            w = rng.normal(k_fade, idx).view_as(st.fade)
             new.fade = rho * st.fade + math.sqrt(1 - rho * rho) * w
         # Feedback for the next observation.
         J, K = self.J, self.K
@@ -951,31 +1008,36 @@ class TNTNCore:
         node_pw = pw[:, (torch.arange(M, device=dev) >= self.Tn).long()]  # [E, M]
         node = lsr[:, :self.Xt].view(E, J, M, J, K)[:, j_ar, :, j_ar].permute(1, 0, 2, 3)
         node = node * node_pw[:, None, :, None]  # [E, J, M, K]
-        node_snr = snr_feat(node).mean(-1)  # [E, J, M]
-        spot_snr = snr_feat(lsr[:, self.Xt:self.Xt + J][:, j_ar, j_ar] * pw[:, 2, None, None])
-        spot_snr = spot_snr.mean(-1)
+        spot = lsr[:, self.Xt:self.Xt + J][:, j_ar, j_ar] * pw[:, 2, None, None]  # [E, J, K]
         sat_own = lsr[:, self.Xt + J:][:, self.topo.region_beam, j_ar] * pw[:, 3, None, None]
-        sat_snr = snr_feat(sat_own).mean(-1)
-        tn_snr = snr_feat(node.max(2).values).mean(-1)  # best terrestrial node per user
+        best = node.max(2).values  # best terrestrial node per user
+        # per region, mean over its users: each node, the HAP spot beam, the satellite beam,
+        # the best terrestrial node (one pass for all)
+        feat = snr_feat(torch.cat([node, spot[:, :, None], sat_own[:, :, None],
+                                   best[:, :, None]], 2)).mean(-1)  # [E, J, M + 3]
+        node_snr, spot_snr, sat_snr, tn_snr = (feat[..., :M], feat[..., M], feat[..., M + 1],
+                                               feat[..., M + 2])
         t = st.t.float()
         prog = (t / tm.episode_steps)[:, None]
 
         def until(iv):
             return (((iv - st.t % iv) % iv).float() / iv)[:, None]
 
+        until_sat, until_hap = until(tm.satellite_interval), until(tm.hap_interval)
+
         dem = st.demand_bps.view(E, J, K) / self.cfg.demand.base_demand_bps
         out = {}
         if "satellite" in self.tiers:
             parts = [torch.nn.functional.one_hot(st.sat_choice, B + 2).view(E, -1).float(),
                      dem.mean(-1), st.last_served, st.last_se, sat_snr, tn_snr,
-                     prog, until(tm.satellite_interval)]
+                     prog, until_sat]
             out["satellite"] = torch.cat(parts, 1)[:, None]
         if "hap" in self.tiers:
             bh = beam_has.view(E, I, R, N)[:, :, 0].float()
             sd = sat_direct.view(E, I, R, N)[:, :, 0].float()
             alloc = torch.nn.functional.one_hot(st.hap_choice, M + 2).view(E, I, -1).float()
             ns = torch.cat([node_snr, spot_snr[..., None]], -1).view(E, I, -1)
-            timing = torch.cat([prog, until(tm.hap_interval), until(tm.satellite_interval)], 1)
+            timing = torch.cat([prog, until_hap, until_sat], 1)
             parts = [bh, sd, alloc, dem.mean(-1).view(E, I, R), st.last_served.view(E, I, R),
                      st.last_se.view(E, I, R), st.last_fair.view(E, I, R), ns,
                      timing[:, None].expand(-1, I, -1)]
@@ -998,14 +1060,23 @@ class TNTNCore:
                    - self.topo.region_centre_xy[None, :, None]) / size
         else:
             vxy = torch.zeros(E, J, 0, 2, device=dev)
-        timing = torch.cat([prog, until(tm.hap_interval), until(tm.satellite_interval)], 1)
+        timing = torch.cat([prog, until_hap, until_sat], 1)
         parts = [hk, hsnr, (st.last_inr_db / 20).clamp(-3, 3), uxy.reshape(E, J, -1), dem, rate,
                  vxy.reshape(E, J, -1), timing[:, None].expand(-1, J, -1)]
         out["local"] = torch.cat(parts, -1)
         return out
 
     def _stream_counts(self, holder) -> torch.Tensor:
-        """Number of streams sharing each transmitter's platform power, [E, X]."""
+        """Number of streams sharing each transmitter's platform power, [E, X] (the last result
+        is kept for the same ``holder`` object, as in :meth:`_allocation`)."""
+        memo = self._count_memo
+        if memo is not None and memo[0] is holder:
+            return memo[1]
+        cnt = self._stream_counts_of(holder)
+        self._count_memo = (holder, cnt)
+        return cnt
+
+    def _stream_counts_of(self, holder) -> torch.Tensor:
         E, X, J = holder.shape[0], self.X, self.J
         hidx = torch.where(holder >= 0, holder, X)
         cnt = torch.zeros(E, X + 1, device=self.device).scatter_add_(

@@ -206,23 +206,29 @@ class TNTNParallelEnv(ParallelEnv):
     # ------------------------------------------------------------------ reset / step
     def reset(self, seed: int | None = None, options: dict | None = None):
         """Start an episode; returns ``(observations, infos)``. ``options`` is not used."""
-        obs_t, masks_t = self.core.reset(seed=seed)
+        with torch.inference_mode():  # numpy out: no tensor leaves, so autograd is skipped
+            obs_t, masks_t = self.core.reset(seed=seed)
+            self._obs_t = obs_t
+            decides = self._decides()
+            obs = self._observations(obs_t, masks_t)
         self.agents = list(self.possible_agents)
         self.last_metrics = {}
-        self._obs_t = obs_t
-        decides = self._decides()
         infos = {a: {"decides": decides[self._tier_of[a]], "voided_actions": 0,
                      "repaired_actions": 0} for a in self.agents}
-        return self._observations(obs_t, masks_t), infos
+        return obs, infos
 
     def step(self, actions: Mapping):
         """Apply one joint action (dict agent -> array of ints); returns PettingZoo's five dicts."""
         if not self.agents:
             raise RuntimeError("step() called with no live agents; call reset() first (the "
                                "episode was truncated or never started)")
-        out = self.core.step(self._to_core(actions))
+        core_actions = self._to_core(actions)
+        # Under inference mode (~20-30 % faster at E = 1): every tensor is turned into numpy or
+        # Python numbers here; env.core keeps working outside it (its ops only read these).
+        with torch.inference_mode():
+            out = self.core.step(core_actions)
+            obs = self._observations(out["obs"], out["masks"])
         self._obs_t = out["obs"]
-        obs = self._observations(out["obs"], out["masks"])
         truncated = bool(out["truncated"][0])
         decides, decided = self._decides(), {t: bool(v[0]) for t, v in out["decided"].items()}
         per_agent = {}

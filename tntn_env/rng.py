@@ -12,6 +12,7 @@ are ~7x faster than int64 here (no 64-bit vector multiply on AVX2).
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -19,12 +20,29 @@ import torch
 MASK32 = 0xFFFFFFFF
 _MULT = 0x45D9F3B  # odd multiplier of the two-round xorshift-multiply hash
 _GOLDEN = 0x9E3779B9
+_TWO_PI = 2.0 * math.pi
 
 
-def to_i32(x) -> torch.Tensor:
-    """Bit pattern of (x mod 2**32) as int32, for int64 tensors (or ints, with ``like``)."""
-    x = x & MASK32
-    return torch.where(x >= (1 << 31), x - (1 << 32), x).to(torch.int32)
+@functools.cache
+def _const(value, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A 0-dim constant on ``device``: an op with a Python-number operand costs ~2-3 us more
+    per call on CPU than one with a 0-dim tensor (the number is wrapped and cast each time);
+    the bits are the same (the number is rounded to the op's dtype either way)."""
+    return torch.tensor(value, dtype=dtype, device=device)
+
+
+def _i(x: torch.Tensor, v: int) -> torch.Tensor:
+    return _const(v, torch.int32, x.device)
+
+
+def _f(x: torch.Tensor, v: float) -> torch.Tensor:
+    return _const(v, torch.float32, x.device)
+
+
+def to_i32(x: torch.Tensor) -> torch.Tensor:
+    """Bit pattern of (x mod 2**32) as int32, for int64 tensors: the int64 -> int32 cast keeps
+    the low 32 bits (two's complement truncation, on CPU and CUDA)."""
+    return x.to(torch.int32)
 
 
 def _i32_const(v: int) -> int:
@@ -33,15 +51,33 @@ def _i32_const(v: int) -> int:
 
 
 def _srl(x: torch.Tensor, k: int) -> torch.Tensor:
-    """Logical right shift of an int32 bit pattern."""
-    return (x >> k) & ((1 << (32 - k)) - 1)
+    """Logical right shift of an int32 bit pattern (a new tensor)."""
+    out = torch.bitwise_right_shift(x, k)
+    out &= _i(x, (1 << (32 - k)) - 1)
+    return out
+
+
+def _hash32_(h: torch.Tensor) -> torch.Tensor:
+    """:func:`hash32` in place on ``h`` (int32, owned by the caller); returns ``h``.
+    Two buffers in all instead of one per operation (the passes are memory-bound)."""
+    lo16, mult = _i(h, 0xFFFF), _i(h, _MULT)
+    t = torch.bitwise_right_shift(h, 16)
+    t &= lo16
+    h ^= t
+    h *= mult
+    torch.bitwise_right_shift(h, 16, out=t)
+    t &= lo16
+    h ^= t
+    h *= mult
+    torch.bitwise_right_shift(h, 16, out=t)
+    t &= lo16
+    h ^= t
+    return h
 
 
 def hash32(x: torch.Tensor) -> torch.Tensor:
     """Bijective 32-bit integer hash (xorshift-multiply, multiplier 0x45d9f3b, two rounds)."""
-    x = (_srl(x, 16) ^ x) * _MULT
-    x = (_srl(x, 16) ^ x) * _MULT
-    return _srl(x, 16) ^ x
+    return _hash32_(x.clone(memory_format=torch.contiguous_format))
 
 
 def hash32_int(x: int) -> int:
@@ -52,11 +88,32 @@ def hash32_int(x: int) -> int:
     return _i32_const((x >> 16) ^ x)
 
 
+def counter_code(value: torch.Tensor) -> torch.Tensor:
+    """The hash of a counter that :func:`mix` folds into a key (int32)."""
+    return hash32(to_i32(value.long() + _GOLDEN))
+
+
+def mix_coded(key: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+    """``mix(key, value)`` from ``code = counter_code(value)`` (precomputed counters)."""
+    return _hash32_(key ^ code)
+
+
 def mix(key: torch.Tensor, value) -> torch.Tensor:
     """A new key from a key and a counter (tensor or int); bijective in ``key`` for fixed value."""
     if torch.is_tensor(value):
-        return hash32(key ^ hash32(to_i32(value.long() + _GOLDEN)))
-    return hash32(key ^ hash32_int(int(value) + _GOLDEN))
+        return mix_coded(key, counter_code(value))
+    return _hash32_(key ^ _i(key, hash32_int(int(value) + _GOLDEN)))
+
+
+@functools.cache
+def _codes(values: tuple, device: torch.device) -> torch.Tensor:
+    return torch.tensor([hash32_int(v + _GOLDEN) for v in values], dtype=torch.int32,
+                        device=device)
+
+
+def mix_many(key: torch.Tensor, values) -> torch.Tensor:
+    """``torch.stack([mix(key, v) for v in values], -1)`` for int counters, in one pass."""
+    return _hash32_(key[..., None] ^ _codes(tuple(int(v) for v in values), key.device))
 
 
 def seed_to_key(seeds: torch.Tensor) -> torch.Tensor:
@@ -69,26 +126,45 @@ def seed_to_key(seeds: torch.Tensor) -> torch.Tensor:
 def _bits(key: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     if index.dtype != torch.int32:
         index = index.to(torch.int32)  # indices are < 2**31 by construction
-    return hash32(key ^ index)
+    return _hash32_(key ^ index)
+
+
+def _unit(x: torch.Tensor, scale: float) -> torch.Tensor:
+    """(float(x) + 0.5) * scale in float32, x an int32 bit field."""
+    u = x.to(torch.float32)
+    u += _f(u, 0.5)
+    u *= _f(u, scale)
+    return u
 
 
 def uniform(key: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """Uniform float32 in the open interval (0, 1) for each (key, index); shapes broadcast."""
     h = _bits(key, index)
-    return (_srl(h, 8).to(torch.float32) + 0.5) * (1.0 / (1 << 24))
+    return _unit(_srl(h, 8), 1.0 / (1 << 24))
 
 
 def _halves(key, index):
     h = _bits(key, index)
-    u1 = (_srl(h, 16).to(torch.float32) + 0.5) * (1.0 / 65536)
-    u2 = ((h & 0xFFFF).to(torch.float32) + 0.5) * (1.0 / 65536)
-    return u1, u2
+    u1 = _unit(_srl(h, 16), 1.0 / 65536)
+    h &= _i(h, 0xFFFF)
+    return u1, _unit(h, 1.0 / 65536)
+
+
+def _radius2_normal(key, index):
+    """(r^2, x): r^2 = -2 log(u1) and a standard normal x = sqrt(r^2) cos(2 pi u2), Box-Muller
+    on the two 16-bit halves of one hash."""
+    u1, u2 = _halves(key, index)
+    r2 = torch.log(u1)
+    r2 *= _f(r2, -2.0)
+    x = torch.sqrt(r2)
+    u2 *= _f(u2, _TWO_PI)
+    x *= torch.cos(u2, out=u2)
+    return r2, x
 
 
 def normal(key: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """Standard normal float32 (Box-Muller on the two 16-bit halves of one hash)."""
-    u1, u2 = _halves(key, index)
-    return torch.sqrt(-2.0 * torch.log(u1)) * torch.cos((2.0 * math.pi) * u2)
+    return _radius2_normal(key, index)[1]
 
 
 def rician_power(key: torch.Tensor, index: torch.Tensor, k_factor: torch.Tensor) -> torch.Tensor:
@@ -97,9 +173,19 @@ def rician_power(key: torch.Tensor, index: torch.Tensor, k_factor: torch.Tensor)
     h = sqrt(K/(K+1)) + sqrt(1/(K+1)) * CN(0, 1); the complex normal comes from one hash by
     Box-Muller on its two 16-bit halves (r^2 = x^2 + y^2 of two standard normals).
     """
-    u1, u2 = _halves(key, index)
-    r2 = -2.0 * torch.log(u1)
-    x = torch.sqrt(r2) * torch.cos((2.0 * math.pi) * u2)
-    inv = 1.0 / (k_factor + 1.0)
-    # |mu + s (x + i y)|^2 with mu^2 = K/(K+1), s^2 = 1/(2(K+1))
-    return k_factor * inv + 2.0 * torch.sqrt(k_factor * inv * 0.5 * inv) * x + 0.5 * inv * r2
+    r2, x = _radius2_normal(key, index)
+    half = _f(r2, 0.5)
+    inv = torch.reciprocal(k_factor + _f(r2, 1.0))
+    # |mu + s (x + i y)|^2 with mu^2 = K/(K+1), s^2 = 1/(2(K+1)):
+    # K/(K+1) + 2 sqrt(K/(K+1) * 0.5/(K+1)) x + 0.5/(K+1) r^2, evaluated in that order
+    out = k_factor * inv
+    b = out * half
+    b *= inv
+    torch.sqrt(b, out=b)
+    b *= _f(b, 2.0)
+    b *= x
+    out += b
+    inv *= half
+    inv *= r2
+    out += inv
+    return out

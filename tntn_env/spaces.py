@@ -32,7 +32,7 @@ class MaskedMultiDiscrete(spaces.MultiDiscrete):
         flat_mask = mask is not None and not isinstance(mask, tuple) and self.nvec.ndim == 1
         if flat_mask and probability is None:
             m = self._flat(mask, "mask")
-            if m.dtype != bool and not np.isin(m, (0, 1)).all():
+            if m.dtype != bool and not ((m == 0) | (m == 1)).all():
                 raise ValueError("mask must be binary (0/1 or bool)")
             if not hasattr(self, "_dense_index"):
                 nvec = self.nvec.astype(np.int64)

@@ -1,0 +1,108 @@
+"""The counter-based generator: integer hash against a pure-Python reference, inputs left
+untouched by the in-place passes, and the distributions it draws."""
+
+import math
+
+import torch
+
+from tntn_env import rng
+
+
+def _signed(v: int) -> int:
+    v &= 0xFFFFFFFF
+    return v - (1 << 32) if v >= (1 << 31) else v
+
+
+def _edge_int32() -> torch.Tensor:
+    g = torch.Generator().manual_seed(3)
+    rand = torch.randint(-(2 ** 31), 2 ** 31, (2000,), generator=g, dtype=torch.int64)
+    edges = torch.tensor([0, 1, -1, 2 ** 31 - 1, -(2 ** 31), 0xFFFF, -0x10000, 0x45D9F3B])
+    return torch.cat([rand, edges]).to(torch.int32)
+
+
+def test_hash32_matches_python_reference_and_leaves_input():
+    x = _edge_int32()
+    before = x.clone()
+    h = rng.hash32(x)
+    assert torch.equal(x, before)  # the hash works on its own buffer
+    assert h.dtype == torch.int32
+    ref = [rng.hash32_int(int(v)) for v in x.tolist()]
+    assert h.tolist() == ref
+    # a bijection on the values drawn: no two inputs collide
+    assert torch.unique(h).numel() == torch.unique(x).numel()
+
+
+def test_to_i32_keeps_the_low_32_bits():
+    vals = [0, 1, -1, 2 ** 31 - 1, 2 ** 31, 2 ** 32 - 1, 2 ** 32, 2 ** 32 + 5, -(2 ** 31),
+            -(2 ** 31) - 1, 2 ** 62 + 12345, -(2 ** 62) - 7, 2 ** 63 - 1, -(2 ** 63)]
+    got = rng.to_i32(torch.tensor(vals, dtype=torch.int64)).tolist()
+    assert got == [_signed(v) for v in vals]
+
+
+def test_mix_tensor_and_int_counters_agree_and_keys_are_untouched():
+    key = _edge_int32()[:64]
+    before = key.clone()
+    for value in (0, 1, 7, 499, 2 ** 31 + 3, 2 ** 40 + 11):
+        a = rng.mix(key, value)
+        b = rng.mix(key, torch.full_like(key, value, dtype=torch.int64))
+        assert torch.equal(a, b), value
+    assert torch.equal(key, before)
+    # distinct counters give distinct keys
+    ks = torch.stack([rng.mix(key[:1], v) for v in range(200)]).flatten()
+    assert torch.unique(ks).numel() == 200
+
+
+def test_draws_do_not_write_into_their_inputs():
+    key = rng.seed_to_key(torch.arange(4))[:, None]
+    idx = torch.arange(300, dtype=torch.int32)[None].expand(4, -1)
+    kf = torch.rand(4, 300) * 5
+    saved = (key.clone(), idx.clone(), kf.clone())
+    rng.uniform(key, idx)
+    rng.normal(key, idx)
+    rng.rician_power(key, idx, kf)
+    assert all(torch.equal(a, b) for a, b in zip(saved, (key, idx, kf)))
+
+
+def test_distributions():
+    n = 400_000
+    key = rng.seed_to_key(torch.tensor([11]))
+    idx = torch.arange(n)
+    u = rng.uniform(key, idx)
+    assert bool((u > 0).all()) and bool((u < 1).all())
+    assert abs(u.mean().item() - 0.5) < 0.003 and abs(u.var().item() - 1 / 12) < 0.002
+    z = rng.normal(rng.mix(key, 1), idx)
+    assert abs(z.mean().item()) < 0.01 and abs(z.var().item() - 1.0) < 0.01
+    for k in (0.0, 1.0, 7.94):
+        p = rng.rician_power(rng.mix(key, 2), idx, torch.full((n,), k))
+        # unit-mean Rician power: E = 1, Var = (1 + 2K) / (1 + K)^2
+        assert bool((p >= 0).all()) and math.isfinite(p.max().item())
+        assert abs(p.mean().item() - 1.0) < 0.01, k
+        assert abs(p.var().item() - (1 + 2 * k) / (1 + k) ** 2) < 0.03, k
+
+
+def test_same_key_and_index_give_the_same_draw_in_any_batch_shape():
+    keys = rng.seed_to_key(torch.arange(6))
+    idx = torch.arange(50)
+    full = rng.rician_power(keys[:, None], idx[None], torch.full((6, 50), 3.0))
+    for e in range(6):
+        one = rng.rician_power(keys[e:e + 1, None], idx[None, 7:19], torch.full((1, 12), 3.0))
+        assert torch.equal(one[0], full[e, 7:19])
+
+
+def test_batched_and_precomputed_counters_equal_mix():
+    key = _edge_int32()[:32]
+    many = rng.mix_many(key, (6, 3, 11, 0))
+    for i, v in enumerate((6, 3, 11, 0)):
+        assert torch.equal(many[:, i], rng.mix(key, v))
+    t = torch.tensor([0, 5, 499, 2 ** 33])
+    assert torch.equal(rng.mix_coded(key[:4], rng.counter_code(t)), rng.mix(key[:4], t))
+
+
+def test_core_step_key_table_and_fallback_agree_with_mix():
+    from tntn_env import TNTNCore
+
+    core = TNTNCore(scenario="sag", episode_steps=20)
+    ekey = _edge_int32()[:3]
+    for ts in ([0, 7, 20], [3, 21, 400]):  # inside the table, and beyond it (fallback)
+        t = torch.tensor(ts)
+        assert torch.equal(core._step_key(ekey, t), rng.mix(ekey, t + 1))
