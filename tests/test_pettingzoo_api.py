@@ -311,3 +311,30 @@ def test_config_object_constructor():
     obs, _ = env.reset(seed=0)
     assert env.possible_agents[0] == "hap_0" and env.core.num_envs == 1
     env.step(masked_actions(env, obs))
+
+
+def test_core_usable_outside_inference_mode_after_the_view():
+    """The view steps its core under torch.inference_mode(); env.core must keep working outside
+    it (step, partial reset, what-if evaluation) and its outputs must enter autograd."""
+    env = parallel_env("sag", num_subbands=4, users_per_region=3, episode_steps=12)
+    obs, _ = env.reset(seed=3)
+    env.step({a: env.action_space(a).sample(mask=obs[a]["action_mask"]) for a in env.agents})
+    core, gen = env.core, torch.Generator().manual_seed(0)
+    masks = core.masks()
+    for _ in range(14):  # crosses the episode end: auto-reset
+        acts = {}
+        for t, m in masks.items():
+            score = torch.rand(core.padded_mask(t, m).shape, generator=gen)
+            acts[t] = torch.where(core.padded_mask(t, m), score, -1.0).argmax(-1)
+        out = core.step(acts, auto_reset=True)
+        masks = out["masks"]
+    core.reset(env_ids=[0])
+    ev = core.evaluate({t: torch.stack([a, a], 1) for t, a in acts.items()})
+    assert torch.isfinite(ev["metrics"]["spectral_efficiency"]).all()
+    x = out["obs"]["local"]
+    assert not x.is_inference()
+    lin = torch.nn.Linear(x.shape[-1], 1)
+    lin(x).sum().backward()  # would raise for an inference tensor saved for backward
+    assert lin.weight.grad is not None and torch.isfinite(lin.weight.grad).all()
+    obs, _ = env.reset(seed=4)  # and the view again afterwards
+    assert set(obs) == set(env.possible_agents)
