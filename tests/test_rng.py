@@ -106,3 +106,22 @@ def test_core_step_key_table_and_fallback_agree_with_mix():
     for ts in ([0, 7, 20], [3, 21, 400]):  # inside the table, and beyond it (fallback)
         t = torch.tensor(ts)
         assert torch.equal(core._step_key(ekey, t), rng.mix(ekey, t + 1))
+
+
+def test_rician_k_factor_broadcasts_like_the_formula():
+    keys = rng.seed_to_key(torch.arange(3))[:, None]
+    idx = torch.arange(40)[None]
+    k = torch.tensor([0.0, 2.0, 7.94])[:, None]
+    full = rng.rician_power(keys, idx, k.expand(3, 40).contiguous())
+    assert torch.equal(rng.rician_power(keys, idx, k), full)  # K per env only
+    assert torch.equal(rng.rician_power(keys, idx, torch.tensor(2.0)),
+                       rng.rician_power(keys, idx, torch.full((3, 40), 2.0)))
+    # K with a larger shape than the draws' (draws broadcast up to it)
+    one = rng.rician_power(keys[:1], idx, torch.full((1, 40), 7.94))
+    wide = rng.rician_power(keys[:1], idx, torch.full((2, 40), 7.94))
+    assert torch.equal(wide[0], one[0]) and torch.equal(wide[1], one[0])
+    # the pre-refactor expression, evaluated out of place
+    r2, x = rng._radius2_normal(keys, idx)
+    inv = 1.0 / (k + 1.0)
+    ref = k * inv + 2.0 * torch.sqrt(k * inv * 0.5 * inv) * x + 0.5 * inv * r2
+    assert torch.equal(rng.rician_power(keys, idx, k), ref)

@@ -175,17 +175,21 @@ def rician_power(key: torch.Tensor, index: torch.Tensor, k_factor: torch.Tensor)
     """
     r2, x = _radius2_normal(key, index)
     half = _f(r2, 0.5)
-    inv = torch.reciprocal(k_factor + _f(r2, 1.0))
     # |mu + s (x + i y)|^2 with mu^2 = K/(K+1), s^2 = 1/(2(K+1)):
-    # K/(K+1) + 2 sqrt(K/(K+1) * 0.5/(K+1)) x + 0.5/(K+1) r^2, evaluated in that order
-    out = k_factor * inv
-    b = out * half
+    # (K/(K+1) + 2 sqrt(K/(K+1) * 0.5/(K+1)) x) + 0.5/(K+1) r^2, with the same roundings as
+    # that expression (products and sums commute exactly); k_factor broadcasts against the draws
+    inv = torch.reciprocal(k_factor + _f(r2, 1.0))
+    a = k_factor * inv
+    b = a * half
     b *= inv
     torch.sqrt(b, out=b)
     b *= _f(b, 2.0)
-    b *= x
-    out += b
+    out = b * x
+    out += a
     inv *= half
-    inv *= r2
-    out += inv
+    if r2.shape == out.shape:
+        r2 *= inv
+        out += r2
+    else:
+        out += inv * r2
     return out
