@@ -189,7 +189,7 @@ class TNTNCore:
         self._t_code = rng.counter_code(torch.arange(cfg.timing.episode_steps + 2, device=dev)
                                         + 1)
         self.state: CoreState | None = None
-        self._alloc_memo = self._count_memo = self._fade_memo = None
+        self._memo: dict = {}  # see _last_for
         self.last: Scored | None = None
         self._last_state: CoreState | None = None
         self._build_obs_specs()
@@ -535,13 +535,20 @@ class TNTNCore:
         s = torch.sqrt(0.5 / (kf + 1.0))
         return ls * ((mu + s * xy[..., 0]) ** 2 + (s * xy[..., 1]) ** 2)
 
+    def _last_for(self, name: str, inputs: tuple, compute):
+        """``compute(*inputs)``, or its last result for ``name`` if called with the same tensor
+        objects (state tensors are replaced, never written in place, so identity means equal
+        values): a step scores, observes and masks one allocation and one realisation."""
+        last = self._memo.get(name)
+        if last is not None and all(a is b for a, b in zip(last[0], inputs)):
+            return last[1]
+        out = compute(*inputs)
+        self._memo[name] = (inputs, out)
+        return out
+
     def _fade_key(self, st: CoreState) -> torch.Tensor:
-        """[E] key of the i.i.d. fading draws of the state's realisation (kept for the same
-        ``rkey`` object: a state's observation and its next step's scoring share it)."""
-        memo = self._fade_memo
-        if memo is None or memo[0] is not st.rkey:
-            memo = self._fade_memo = (st.rkey, rng.mix(st.rkey, _S_FADE_RE))
-        return memo[1]
+        """[E] key of the i.i.d. fading draws of the state's realisation."""
+        return self._last_for("fade_key", (st.rkey,), lambda k: rng.mix(k, _S_FADE_RE))
 
     def _demand(self, user_xy, hot_xy):
         d = self.cfg.demand
@@ -553,17 +560,8 @@ class TNTNCore:
 
     # ------------------------------------------------------------------ allocation and masks
     def _allocation(self, sat_choice, hap_choice):
-        """Holder per (region, subband) and availability flags from effective choices.
-
-        The last result is kept for the same two tensor objects (state tensors are replaced,
-        never written in place): a step scores, observes and masks one allocation.
-        """
-        memo = self._alloc_memo
-        if memo is not None and memo[0] is sat_choice and memo[1] is hap_choice:
-            return memo[2]
-        out = self._allocation_of(sat_choice, hap_choice)
-        self._alloc_memo = (sat_choice, hap_choice, out)
-        return out
+        """Holder per (region, subband) and availability flags from effective choices."""
+        return self._last_for("allocation", (sat_choice, hap_choice), self._allocation_of)
 
     def _allocation_of(self, sat_choice, hap_choice):
         topo, M = self.topo, self.M
@@ -1067,14 +1065,8 @@ class TNTNCore:
         return out
 
     def _stream_counts(self, holder) -> torch.Tensor:
-        """Number of streams sharing each transmitter's platform power, [E, X] (the last result
-        is kept for the same ``holder`` object, as in :meth:`_allocation`)."""
-        memo = self._count_memo
-        if memo is not None and memo[0] is holder:
-            return memo[1]
-        cnt = self._stream_counts_of(holder)
-        self._count_memo = (holder, cnt)
-        return cnt
+        """Number of streams sharing each transmitter's platform power, [E, X]."""
+        return self._last_for("stream_counts", (holder,), self._stream_counts_of)
 
     def _stream_counts_of(self, holder) -> torch.Tensor:
         E, X, J = holder.shape[0], self.X, self.J
