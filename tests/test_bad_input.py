@@ -6,20 +6,12 @@ import re
 
 import numpy as np
 import pytest
-import torch
 
 from tntn_env import TNTNParallelEnv, make_config, parallel_env
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 SMALL = dict(num_subbands=4, users_per_region=3, episode_steps=30)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """A single env's tensors are tiny: one intra-op thread is fastest (restored afterwards)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture

@@ -10,20 +10,14 @@ from pettingzoo.test import api_test, parallel_api_test, parallel_seed_test, see
 from pettingzoo.utils.conversions import parallel_to_aec
 
 from tntn_env import TNTNParallelEnv, make_config, parallel_env
+from tntn_env.core import SYSTEM_METRICS
+from tntn_env.pettingzoo_env import REGION_INFO_KEYS
 from tntn_env.spaces import MaskedMultiDiscrete
 
 # The PettingZoo checkers warn about things that are by design here (dict observations with an
 # action mask, MultiDiscrete actions, unbounded rate features).
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """A single env's tensors are tiny: one intra-op thread is fastest (restored afterwards)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"),
+              pytest.mark.usefixtures("one_torch_thread")]
 
 SMALL = dict(num_subbands=4, users_per_region=3, episode_steps=30)
 CONFIGS = {
@@ -46,6 +40,10 @@ CONFIGS = {
                               users_per_region=3, num_subbands=6, power_levels=(0.5, 1.0),
                               episode_steps=12)),
 }
+# Local positions all with 5 choices (4 users + none, 5 power levels, UAV moves): with
+# action_mask_layout="stacked" every tier's mask is [positions, choices].
+EQUAL_NVEC = dict(users_per_region=4, power_levels=(0.2, 0.4, 0.6, 0.8, 1.0), num_subbands=3,
+                  episode_steps=12, satellite_interval=4, hap_interval=2)
 
 
 def make(name: str, **extra) -> TNTNParallelEnv:
@@ -67,6 +65,39 @@ def test_parallel_api(name):
 def test_aec_api(name):
     env = parallel_to_aec(make(name))
     api_test(env, num_cycles=CONFIGS[name][1]["episode_steps"] + 5)
+
+
+@pytest.mark.parametrize("overrides", [SMALL, EQUAL_NVEC], ids=["small", "equal-nvec"])
+def test_parallel_and_aec_api_stacked_masks(overrides):
+    """PettingZoo's checks with the stacked mask layout (``sample(mask=...)`` takes it as is)."""
+    env = parallel_env("sag", action_mask_layout="stacked", **overrides)
+    shapes = {a: env.observation_space(a)["action_mask"].shape for a in env.possible_agents}
+    for agent, shape in shapes.items():
+        nvec = env.action_space(agent).nvec
+        equal = len(set(nvec.tolist())) == 1
+        assert shape == ((len(nvec), nvec[0]) if equal else (nvec.sum(),)), agent
+    assert (len(shapes["local_0"]) == 2) == (overrides is EQUAL_NVEC)
+    parallel_api_test(env, num_cycles=overrides["episode_steps"] + 5)
+    api_test(parallel_to_aec(parallel_env("sag", action_mask_layout="stacked", **overrides)),
+             num_cycles=overrides["episode_steps"] + 5)
+
+
+def test_stacked_masks_equal_the_flat_ones():
+    flat = make("sag-wide")
+    stacked = make("sag-wide", action_mask_layout="stacked")
+    o1, _ = flat.reset(seed=4)
+    o2, _ = stacked.reset(seed=4)
+    for _ in range(6):
+        for a in flat.agents:
+            np.testing.assert_array_equal(o2[a]["action_mask"].reshape(-1), o1[a]["action_mask"])
+            np.testing.assert_array_equal(o2[a]["observation"], o1[a]["observation"])
+        acts = masked_actions(flat, o1)
+        o1, r1, *_ = flat.step(acts)
+        o2, r2, *_ = stacked.step(acts)
+        assert r1 == r2
+    with pytest.raises(ValueError, match=r"action_mask_layout = 'grid' is invalid; allowed: "
+                                         r"\['flat', 'stacked'\]"):
+        make("sag", action_mask_layout="grid")
 
 
 @pytest.mark.parametrize("scenario", ["sag", "ag", "uav"])
@@ -140,11 +171,18 @@ def test_masked_sampling_always_accepted(name):
 def test_infos_scope_and_decides():
     env = make("sag", satellite_interval=6, hap_interval=3, episode_steps=8)
     obs, infos = env.reset(seed=3)
-    assert all(i == {"decides": True, "voided_actions": 0, "repaired_actions": 0}
-               for i in infos.values())
+    # after reset: the keys of a step's infos (a constant structure), zero metrics and counts
+    for agent, info in infos.items():
+        assert info.pop("decides") is True and info.pop("decided") is False
+        assert info.pop("voided_actions") == 0 and info.pop("repaired_actions") == 0
+        keys = SYSTEM_METRICS if agent == "satellite_0" else REGION_INFO_KEYS
+        assert info == dict.fromkeys(keys, 0.0), agent
     t = 0
+    keys_after_reset = {a: set(i) for a, i in env.reset(seed=3)[1].items()}
     while env.agents:
         obs, rewards, _, _, infos = env.step(masked_actions(env, obs))
+        assert {a: set(i) for a, i in infos.items()} == keys_after_reset
+        assert tuple(env.last_metrics) == SYSTEM_METRICS  # the core's system_metrics keys
         t += 1
         sat, haps = infos["satellite_0"], [infos[f"hap_{i}"] for i in range(2)]
         locs = [infos[f"local_{j}"] for j in range(4)]
@@ -293,6 +331,18 @@ def test_masked_multidiscrete_flat_and_tuple_masks():
     assert space.sample(probability=prob).tolist()[::2] == [1, 3]
     with pytest.raises(ValueError, match="shape"):
         space.sample(mask=flat[:-1])
+    with pytest.raises(ValueError, match=r"mask has shape \(3, 3\); expected flat \(9,\)"):
+        space.sample(mask=np.ones((3, 3), np.int8))  # unequal nvec: no stacked layout
+    equal = MaskedMultiDiscrete(np.array([3, 3]))
+    equal.seed(0)
+    stacked = np.array([[0, 0, 1], [1, 1, 0]], np.int8)
+    for _ in range(20):
+        a = equal.sample(mask=stacked)
+        assert a[0] == 2 and a[1] in (0, 1)
+    assert equal.sample(mask=stacked.reshape(-1))[0] == 2
+    with pytest.raises(ValueError, match=r"expected flat \(6,\) = sum\(nvec\), or stacked "
+                                         r"\(2, 3\)"):
+        equal.sample(mask=stacked.T)
     with pytest.raises(ValueError, match="binary"):
         space.sample(mask=flat * 2)
     assert space.contains(space.sample())

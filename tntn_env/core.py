@@ -36,6 +36,9 @@ from .config import EnvConfig, make_config
 from .topology import TX_HAP, TX_SAT, TX_TBS, TX_UAV, build_topology
 
 TIERS = ("satellite", "hap", "local")
+# Keys of TNTNCore.system_metrics (step()["metrics"]), in order.
+SYSTEM_METRICS = ("throughput_mbps", "sum_rate_mbps", "spectral_efficiency", "fairness",
+                  "qos_violation", "uav_penalty", "spectrum_utilisation", "reward")
 _UAV_MOVES = ((0.0, 0.0), (1.0, 0.0), (-1.0, 0.0), (0.0, 1.0), (0.0, -1.0))
 # Random streams (a draw = hash(env key, episode, step, stream, index)).
 _S_POWER, _S_HOT_INIT, _S_HOT_TARGET, _S_USER_HOT, _S_USER_POS = 1, 2, 3, 4, 5
@@ -888,6 +891,7 @@ class TNTNCore:
         return out
 
     def system_metrics(self, sc: Scored) -> dict:
+        """System-level metrics of a scored step, name -> [E] (names: ``SYSTEM_METRICS``)."""
         reg = sc.region
         ut = self.Ut
         return {
@@ -1128,4 +1132,5 @@ class TNTNCore:
         return {k: v.detach().cpu().numpy() for k, v in d.items()}
 
 
-__all__ = ["TNTNCore", "CoreState", "Scored", "TIERS", "TX_TBS", "TX_UAV", "TX_HAP", "TX_SAT"]
+__all__ = ["TNTNCore", "CoreState", "Scored", "TIERS", "SYSTEM_METRICS", "TX_TBS", "TX_UAV",
+           "TX_HAP", "TX_SAT"]

@@ -16,12 +16,13 @@ from gymnasium import logger, spaces
 from pettingzoo import ParallelEnv
 
 from .config import EnvConfig, make_config
-from .core import TNTNCore
+from .core import SYSTEM_METRICS, TNTNCore
 from .spaces import MaskedMultiDiscrete
 
 # Per-region metrics copied into the infos of local agents (HAP agents: mean over their regions).
 REGION_INFO_KEYS = ("throughput_bps", "sum_rate_bps", "spectral_efficiency", "fairness",
                     "qos_violation_bps", "uav_penalty", "reward")
+ACTION_MASK_LAYOUTS = ("flat", "stacked")
 
 
 class TNTNParallelEnv(ParallelEnv):
@@ -79,8 +80,13 @@ class TNTNParallelEnv(ParallelEnv):
     ``Dict({"observation": Box(low, high, (obs_size,), float32), "action_mask": Box(0, 1,
     (sum(nvec),), int8)})``. The mask is flat: the choices of position p are at
     ``offs[p]:offs[p] + nvec[p]`` with ``offs = cumsum(nvec) - nvec``; pass it as is to
-    ``action_space(agent).sample(mask=...)``. The observation vector concatenates (exact layout
-    and bounds: ``env.core.obs_spec[tier]``; SNR features are ``dB / 20`` clipped to +-3):
+    ``action_space(agent).sample(mask=...)``. With ``action_mask_layout="stacked"`` an agent
+    whose positions all have the same number of choices (satellite, HAPs) gets the same mask
+    as ``[len(nvec), nvec[0]]``, the others keep the flat one: the layout TorchRL's
+    ``PettingZooWrapper`` expects (a ``MultiDiscrete`` with equal ``nvec`` becomes a stack of
+    categoricals there, a mixed one a ``MultiCategorical`` with a flat mask). The observation
+    vector concatenates (exact layout and bounds: ``env.core.obs_spec[tier]``; SNR features are
+    ``dB / 20`` clipped to +-3):
 
     - satellite: one-hot current allocation per subband ``N*(B+2)``; per region: mean user
       demand / base demand, served fraction of demand, spectral efficiency (last step), SNR of the
@@ -130,7 +136,9 @@ class TNTNParallelEnv(ParallelEnv):
     its next action count), ``decided`` (did its action count on the step just taken),
     ``voided_actions`` (this agent's choices voided by a new upper-tier allocation) and
     ``repaired_actions`` (this agent's positions repaired, ``invalid_action="repair"``). After
-    ``reset`` infos hold ``decides`` and zero counts. ``env.last_metrics`` holds the system
+    ``reset`` infos have the same keys (libraries such as TorchRL fix their info specs there):
+    ``decides``, ``decided`` False, zero counts and zero metrics (no step taken yet).
+    ``env.last_metrics`` holds the system
     metrics in every scenario; ``env.link_state()`` the full link state of the last step
     (gains, powers, SINRs, rates, allocation matrices).
 
@@ -138,25 +146,31 @@ class TNTNParallelEnv(ParallelEnv):
 
     ```python
     from tntn_env import parallel_env
-    env = parallel_env("sag", render_mode=None, device="cpu", **overrides)
+    env = parallel_env("sag", render_mode=None, device="cpu", action_mask_layout="flat",
+                       **overrides)
     ```
 
     - ``scenario``: ``"sag"`` (space-air-ground), ``"ag"`` (air-ground) or ``"uav"`` (UAV-aided).
     - ``render_mode``: ``None`` or ``"rgb_array"`` (``render()`` returns an HxWx3 uint8 frame).
     - ``device``: torch device of the core (``"cpu"`` by default).
+    - ``action_mask_layout``: ``"flat"`` (default) or ``"stacked"`` (see Observation Space).
     - ``**overrides``: any config field by name (``num_subbands=4``, ``episode_steps=100``,
       ``invalid_action="repair"``, ...); unknown names and bad values raise ``ValueError``.
 
-    Or ``TNTNParallelEnv(config, render_mode=None, device="cpu")`` with an :class:`EnvConfig`.
+    Or ``TNTNParallelEnv(config, render_mode=None, device="cpu", action_mask_layout="flat")``
+    with an :class:`EnvConfig`.
     """
 
     metadata = {"name": "tntn_v0", "render_modes": ["rgb_array"], "is_parallelizable": True}
 
     def __init__(self, config: EnvConfig | None = None, render_mode: str | None = None,
-                 device="cpu"):
+                 device="cpu", action_mask_layout: str = "flat"):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode = {render_mode!r} is invalid; allowed: "
                              f"{[None, *self.metadata['render_modes']]}")
+        if action_mask_layout not in ACTION_MASK_LAYOUTS:
+            raise ValueError(f"action_mask_layout = {action_mask_layout!r} is invalid; allowed: "
+                             f"{list(ACTION_MASK_LAYOUTS)}")
         if config is None:
             config = make_config()
         if not isinstance(config, EnvConfig):
@@ -169,6 +183,18 @@ class TNTNParallelEnv(ParallelEnv):
         self._names = {t: core.agent_names(t) for t in self.tiers}
         self._tier_of = {a: t for t in self.tiers for a in self._names[t]}
         self._dims = {t: len(core.nvec[t]) for t in self.tiers}
+        self.action_mask_layout = action_mask_layout
+        # per tier: the mask's shape in observations ([positions, choices] where stacked)
+        self._mask_shape = {
+            t: ((len(core.nvec[t]), int(core.nvec[t][0]))
+                if action_mask_layout == "stacked" and len(set(core.nvec[t])) == 1
+                else (core.action_size(t),))
+            for t in self.tiers}
+        # info keys and zero values after reset: those of a step (a constant info structure)
+        zeros = {"satellite": dict.fromkeys(SYSTEM_METRICS, 0.0)}
+        self._reset_info = {t: {**zeros.get(t, dict.fromkeys(REGION_INFO_KEYS, 0.0)),
+                                "decided": False, "voided_actions": 0, "repaired_actions": 0}
+                            for t in self.tiers}
         self.possible_agents = [a for t in self.tiers for a in self._names[t]]
         self.agents: list[str] = []
         lows, highs = [], []
@@ -196,7 +222,7 @@ class TNTNParallelEnv(ParallelEnv):
         lo, hi = self.core.obs_bounds(tier)
         return spaces.Dict({
             "observation": spaces.Box(lo, hi, dtype=np.float32),
-            "action_mask": spaces.Box(0, 1, (self.core.action_size(tier),), dtype=np.int8),
+            "action_mask": spaces.Box(0, 1, self._mask_shape[tier], dtype=np.int8),
         })
 
     @functools.lru_cache(maxsize=None)  # noqa: B019, UP033
@@ -213,8 +239,8 @@ class TNTNParallelEnv(ParallelEnv):
             obs = self._observations(obs_t, masks_t)
         self.agents = list(self.possible_agents)
         self.last_metrics = {}
-        infos = {a: {"decides": decides[self._tier_of[a]], "voided_actions": 0,
-                     "repaired_actions": 0} for a in self.agents}
+        infos = {a: {**self._reset_info[t], "decides": decides[t]}
+                 for a in self.agents for t in (self._tier_of[a],)}
         return obs, infos
 
     def step(self, actions: Mapping):
@@ -270,6 +296,7 @@ class TNTNParallelEnv(ParallelEnv):
         for tier in self.tiers:
             o = obs_t[tier][0].cpu().numpy().copy()  # the caller may write into its arrays
             m = masks_t[tier][0].cpu().numpy().astype(np.int8)
+            m = m.reshape(m.shape[0], *self._mask_shape[tier])
             for i, name in enumerate(self._names[tier]):
                 out[name] = {"observation": o[i], "action_mask": m[i]}
         return out
@@ -349,14 +376,16 @@ def _as_action(agent: str, value, dims: int) -> np.ndarray:
 
 
 def parallel_env(scenario: str = "sag", render_mode: str | None = None, device="cpu",
-                 **overrides) -> TNTNParallelEnv:
+                 action_mask_layout: str = "flat", **overrides) -> TNTNParallelEnv:
     """Build the PettingZoo env of a scenario preset with flat config overrides.
 
     ``parallel_env("sag", num_subbands=4, episode_steps=100, invalid_action="repair")``;
     unknown override names and bad values raise ``ValueError`` naming the field.
+    ``action_mask_layout="stacked"``: the mask layout TorchRL's ``PettingZooWrapper`` expects
+    (see :class:`TNTNParallelEnv`).
     """
     return TNTNParallelEnv(make_config(scenario, **overrides), render_mode=render_mode,
-                           device=device)
+                           device=device, action_mask_layout=action_mask_layout)
 
 
-__all__ = ["TNTNParallelEnv", "parallel_env", "REGION_INFO_KEYS"]
+__all__ = ["TNTNParallelEnv", "parallel_env", "REGION_INFO_KEYS", "ACTION_MASK_LAYOUTS"]

@@ -1,8 +1,9 @@
 """Gymnasium spaces of the PettingZoo env.
 
-:class:`MaskedMultiDiscrete` is a ``MultiDiscrete`` whose ``sample`` also takes the env's flat
-binary action mask (the ``"action_mask"`` entry of an observation: length ``sum(nvec)``, the
-choices of position ``p`` at ``offs[p]:offs[p] + nvec[p]``) besides Gymnasium's per-position tuple.
+:class:`MaskedMultiDiscrete` is a ``MultiDiscrete`` whose ``sample`` also takes the env's binary
+action mask (the ``"action_mask"`` entry of an observation) besides Gymnasium's per-position
+tuple: flat, length ``sum(nvec)``, the choices of position ``p`` at ``offs[p]:offs[p] + nvec[p]``;
+or stacked, ``[positions, choices]``, where every position has the same number of choices.
 """
 
 from __future__ import annotations
@@ -12,26 +13,33 @@ from gymnasium import spaces
 
 
 class MaskedMultiDiscrete(spaces.MultiDiscrete):
-    """``MultiDiscrete`` whose ``sample(mask=...)`` accepts a flat mask of length ``sum(nvec)``.
+    """``MultiDiscrete`` whose ``sample(mask=...)`` accepts a flat mask of length ``sum(nvec)``
+    (or, where all ``nvec`` are equal, the same mask stacked as ``[len(nvec), nvec[0]]``).
 
-    A flat binary ``mask`` samples each position uniformly among its allowed choices (``start``
-    where none is allowed), as Gymnasium does for a tuple mask, but vectorised over positions. A
-    flat ``probability`` is split into the per-position tuple Gymnasium expects. Tuples are passed
-    to :meth:`gymnasium.spaces.MultiDiscrete.sample` unchanged.
+    A flat or stacked binary ``mask`` samples each position uniformly among its allowed choices
+    (``start`` where none is allowed), as Gymnasium does for a tuple mask, but vectorised over
+    positions. A flat ``probability`` is split into the per-position tuple Gymnasium expects.
+    Tuples are passed to :meth:`gymnasium.spaces.MultiDiscrete.sample` unchanged.
     """
 
-    def _flat(self, flat, name: str):
+    def _flat(self, flat, name: str, stacked_ok: bool = False):
         flat = np.asarray(flat)
         size = int(self.nvec.sum())
+        stacked = (len(self.nvec), int(self.nvec[0])) if len(set(self.nvec.tolist())) == 1 \
+            else None
+        if stacked_ok and stacked is not None and flat.shape == stacked:
+            return flat.reshape(size)
         if flat.shape != (size,):
-            raise ValueError(f"flat {name} has shape {flat.shape}; expected ({size},) = "
-                             f"sum(nvec), or a tuple of {len(self.nvec)} per-position arrays")
+            alt = f", or stacked {stacked}" if stacked_ok and stacked is not None else ""
+            raise ValueError(f"{name} has shape {flat.shape}; expected flat ({size},) = "
+                             f"sum(nvec){alt}, or a tuple of {len(self.nvec)} per-position "
+                             "arrays")
         return flat
 
     def sample(self, mask=None, probability=None):
         flat_mask = mask is not None and not isinstance(mask, tuple) and self.nvec.ndim == 1
         if flat_mask and probability is None:
-            m = self._flat(mask, "mask")
+            m = self._flat(mask, "mask", stacked_ok=True)
             if m.dtype != bool and not ((m == 0) | (m == 1)).all():
                 raise ValueError("mask must be binary (0/1 or bool)")
             if not hasattr(self, "_dense_index"):
