@@ -1,7 +1,8 @@
 """Environment speed benchmark (a measurement, not a test).
 
 Prints: PettingZoo parallel steps/s (E=1, every agent acting, uniformly random masked actions),
-batched-core env-steps/s at several E on CPU (and CUDA when present), and peak memory.
+batched-core env-steps/s at several E on CPU (and CUDA when present), the same through the
+TorchRL view (``tntn_env.torchrl_env``, when torchrl is installed), and peak memory.
 
     python benchmarks/bench_env.py            # markdown table
     python benchmarks/bench_env.py --json     # one JSON object with the same figures
@@ -58,6 +59,38 @@ def bench_core(num_envs: int, device: str, seconds: float) -> dict:
             "core_env_steps_per_s": num_envs * steps / t_step}
 
 
+def bench_torchrl(num_envs: int, seconds: float) -> dict:
+    """``TNTNTorchRLEnv.step`` (TorchRL's EnvBase.step around core.step: tensordicts, specs,
+    masks) with the same fast masked sampler as bench_core; TorchRL's own ``rand_action`` is
+    not timed (its MultiCategorical sampler loops over positions in Python)."""
+    from tntn_env.torchrl_env import TNTNTorchRLEnv
+
+    env = TNTNTorchRLEnv("sag", num_envs=num_envs)
+    env.set_seed(0)
+    td = env.reset()
+    gen = torch.Generator().manual_seed(0)
+
+    def act(td):
+        masks = {t: td[t, "action_mask"] for t in env.group_map}
+        for t, a in random_masked_actions(env.core, masks, gen).items():
+            td[t, "action"] = a
+        return td
+
+    for _ in range(3):
+        td = env.step_mdp(env.step(act(td)))
+    steps, t_step, t0 = 0, 0.0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds or steps < 3:
+        td = act(td)
+        t1 = time.perf_counter()
+        td = env.step_mdp(env.step(td))
+        t_step += time.perf_counter() - t1
+        steps += 1
+        if bool(td["done"].any()):
+            td = env.reset()
+    return {"num_envs": num_envs, "device": "cpu", "steps": steps,
+            "env_steps_per_s": num_envs * steps / t_step}
+
+
 def bench_pettingzoo(seconds: float) -> dict:
     env = tntn_env.parallel_env("sag")
     obs, _ = env.reset(seed=0)
@@ -80,6 +113,8 @@ def main() -> None:
     p.add_argument("--cuda-sizes", type=int, nargs="+", default=[4096, 65536])
     p.add_argument("--seconds", type=float, default=5.0, help="timed seconds per measurement")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--torchrl-sizes", type=int, nargs="*", default=[64, 1024],
+                   help="E of the TorchRL view's benchmark (needs torchrl; none: skip)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch intra-op threads (default: torch's choice, the core count)")
     args = p.parse_args()
@@ -98,6 +133,14 @@ def main() -> None:
             r = bench_core(e, "cuda", args.seconds)
             r["peak_cuda_mem_mib"] = torch.cuda.max_memory_allocated() / 2 ** 20
             res["core"].append(r)
+    res["torchrl"] = []
+    if args.torchrl_sizes:
+        try:
+            import torchrl  # noqa: F401
+        except ImportError:
+            print("torchrl not installed: the TorchRL view is not measured")
+        else:
+            res["torchrl"] = [bench_torchrl(e, args.seconds) for e in args.torchrl_sizes]
     res["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if args.json:
         print(json.dumps(res))
@@ -111,6 +154,8 @@ def main() -> None:
     for r in res["core"]:
         print(f"| {r['device']} | {r['num_envs']} | {r['core_env_steps_per_s']:,.0f} | "
               f"{r['env_steps_per_s']:,.0f} | {r['batched_steps_per_s']:.1f} |")
+    for r in res["torchrl"]:
+        print(f"| TorchRL view (cpu) | {r['num_envs']} | {r['env_steps_per_s']:,.0f} | | |")
     print(f"\npeak RSS: {res['peak_rss_mib']:.0f} MiB"
           + "".join(f"; peak CUDA memory at E={r['num_envs']}: {r['peak_cuda_mem_mib']:.0f} MiB"
                     for r in res["core"] if "peak_cuda_mem_mib" in r))

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from torchrl.envs import PettingZooWrapper
 from torchrl.envs.utils import check_env_specs
 
-from tntn_env import parallel_env
+from tntn_env import make_config, parallel_env
 
 pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"),
               pytest.mark.usefixtures("one_torch_thread")]
@@ -86,3 +87,118 @@ def test_rollout_equals_the_plain_env(name):
                     infos[a]["spectral_efficiency"], rel=1e-6, abs=1e-9)
                 assert info["repaired_actions"][i].item() == 0
     assert env.agents == []  # the episode ended where TorchRL's did
+
+
+# ---------------------------------------------------------------- the batched TorchRL env
+from tntn_env.torchrl_env import TNTNTorchRLEnv  # noqa: E402
+
+
+@pytest.mark.parametrize("name", ["sag", "ag", "uav", "sag-equal-nvec"])
+def test_batched_env_check_env_specs(name):
+    scenario, overrides = CONFIGS[name]
+    env = TNTNTorchRLEnv(scenario, num_envs=3, **overrides)
+    assert list(env.group_map) == list(env.core.tiers)
+    env.set_seed(0)
+    check_env_specs(env)  # TorchRL's masked random actions: raise mode accepts all of them
+
+
+def close(a, b):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_batched_env_equals_pettingzoo_envs():
+    """Env i of the TorchRL batch, seeded with set_seed(s), steps like the PettingZoo env reset
+    with seed s + i, under the same actions (TorchRL's masked random actions); floats to the
+    batched core's batch-vs-single tolerance (tests/test_batched.py), masks exactly."""
+    scenario, overrides = CONFIGS["sag"]
+    E, steps = 3, overrides["episode_steps"]
+    tenv = TNTNTorchRLEnv(scenario, num_envs=E, **overrides)
+    tenv.set_seed(11)
+    td = tenv.rollout(steps)
+    assert td.batch_size == (E, steps)
+    assert bool(td["next", "done"][:, -1].all()) and not bool(td["next", "done"][:, :-1].any())
+    for i in range(E):
+        env = parallel_env(scenario, **overrides)
+        obs, _ = env.reset(seed=11 + i)
+        for t in range(steps):
+            step = td[i, t]
+            close(step["state"].numpy(), env.state())
+            acts = {}
+            for g, agents in tenv.group_map.items():
+                for k, a in enumerate(agents):
+                    close(step[g, "observation"][k].numpy(), obs[a]["observation"])
+                    np.testing.assert_array_equal(step[g, "action_mask"][k].numpy(),
+                                                  obs[a]["action_mask"].astype(bool))
+                    acts[a] = step[g, "action"][k].numpy()
+            obs, rewards, _, truncs, infos = env.step(acts)
+            for g, agents in tenv.group_map.items():
+                for k, a in enumerate(agents):
+                    close(step["next", g, "reward"][k].item(), rewards[a])
+            assert bool(step["next", "truncated"]) == truncs["satellite_0"]
+            for key, value in env.last_metrics.items():
+                close(step["next", "info", key].item(), value)
+            assert step["next", "info", "voided_actions"].item() == sum(
+                i["voided_actions"] for i in infos.values())
+
+
+def test_batched_env_partial_reset_and_collector():
+    scenario, overrides = CONFIGS["sag"]
+    overrides = {**overrides, "episode_steps": 5}
+    env = TNTNTorchRLEnv(scenario, num_envs=3, **overrides)
+    env.set_seed(2)
+    td = env.reset()
+    for _ in range(2):
+        td = env.step(env.rand_action(td))["next"]
+    flags = torch.tensor([[False], [True], [False]])
+    td = env.reset(td.set("_reset", flags))
+    assert env.core.state.t.tolist() == [2, 0, 2]
+    # env 1 now runs the second episode of seed 3's stream
+    single = parallel_env(scenario, **overrides)
+    single.reset(seed=3)
+    obs, _ = single.reset()
+    np.testing.assert_array_equal(td["local", "observation"][1].numpy(),
+                                  np.stack([obs[f"local_{j}"]["observation"] for j in range(4)]))
+    # TorchRL's collector auto-resets across episode ends. The policy reads the masks from its
+    # input (TorchRL's RandomPolicy copies the action spec once, so it misses per-step masks).
+    from torchrl.collectors import Collector
+
+    env = TNTNTorchRLEnv(scenario, num_envs=4, **overrides)
+    env.set_seed(0)
+
+    def masked_random(td):
+        for g in env.group_map:
+            spec = env.full_action_spec[g, "action"].clone()
+            spec.update_mask(td[g, "action_mask"])
+            td[g, "action"] = spec.rand()
+        return td
+
+    collector = Collector(env, masked_random, frames_per_batch=4 * 12, total_frames=4 * 24)
+    batches = list(collector)
+    collector.shutdown()
+    assert len(batches) == 2 and all(b.batch_size == (4, 12) for b in batches)
+    done = torch.cat([b["next", "done"] for b in batches], 1).squeeze(-1)
+    assert done.sum(1).tolist() == [4, 4, 4, 4]  # 24 steps = 4 episodes of 5 (+ 4 steps)
+    for b in batches:
+        assert bool(torch.isfinite(b["next", "local", "reward"]).all())
+        assert float(b["next", "info", "repaired_actions"].sum()) == 0.0
+
+
+def test_batched_env_bad_input():
+    with pytest.raises(ValueError, match="unknown"):
+        TNTNTorchRLEnv("sag", num_envs=2, num_subband=4)
+    with pytest.raises(ValueError, match="pass either config or overrides"):
+        TNTNTorchRLEnv(config=make_config("sag"), num_envs=2, num_subbands=4)
+    with pytest.raises(ValueError, match="num_envs = 0 is invalid"):
+        TNTNTorchRLEnv("sag", num_envs=0)
+    scenario, overrides = CONFIGS["sag"]
+    env = TNTNTorchRLEnv(scenario, num_envs=2, **overrides)
+    td = env.rand_action(env.reset())
+    mask = td["hap", "action_mask"][1, 0]
+    nvec = env.core.nvec["hap"]
+    forbidden = [p for p in range(len(nvec)) if not bool(mask[p * nvec[0]:(p + 1) * nvec[0]].all())]
+    assert forbidden, "the satellite's equal split leaves some HAP choices masked"
+    p = forbidden[0]
+    bad = int((~mask[p * nvec[0]:(p + 1) * nvec[0]]).nonzero()[0])
+    td["hap", "action"][1, 0, p] = bad
+    with pytest.raises(ValueError, match=rf"agent 'hap_0' \(env 1\) at position {p} "):
+        env.step(td)
