@@ -8,6 +8,11 @@ through forward + backward + Adam per second, and ms per 512-row gradient step.
 
     python benchmarks/bench_update.py                        # 1 and 2 threads, hidden 128 and 64
     python benchmarks/bench_update.py --threads 2 --hidden 128 --json
+    python benchmarks/bench_update.py --threads 2 --profile   # + the matrix products' share
+
+``--profile`` runs the timed update once more under the torch profiler and reports the self
+time of the matrix products (aten::mm, aten::addmm: forward and backward of every layer) per
+gradient step and as a share of all self time: a floor no per-op saving can go below.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from baselines.checkpoint import load_module
 TRAINER = Path(__file__).resolve().parents[1] / "trainers" / "hdrl_ppo.py"
 
 
-def bench(mod, hidden: int, threads: int, rows: int, epochs: int) -> dict:
+def bench(mod, hidden: int, threads: int, rows: int, epochs: int, profile: bool = False) -> dict:
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     args = mod.Args(hidden_size=hidden, update_epochs=epochs, target_kl=None)
@@ -49,9 +54,22 @@ def bench(mod, hidden: int, threads: int, rows: int, epochs: int) -> dict:
     dt = time.perf_counter() - t0
     n = b["x"].shape[0]
     steps = epochs * -(-n // args.minibatch_size)
-    return {"hidden": hidden, "threads": threads, "in_dim": x.shape[-1],
-            "logits": core.action_size(t), "rows": n, "minibatch": args.minibatch_size,
-            "epochs": epochs, "rows_per_s": epochs * n / dt, "ms_per_step": 1e3 * dt / steps}
+    res = {"hidden": hidden, "threads": threads, "in_dim": x.shape[-1],
+           "logits": core.action_size(t), "rows": n, "minibatch": args.minibatch_size,
+           "epochs": epochs, "rows_per_s": epochs * n / dt, "ms_per_step": 1e3 * dt / steps}
+    if profile:
+        from torch.profiler import ProfilerActivity
+        from torch.profiler import profile as torch_profile
+
+        with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+            mod.ppo_update(agents[t], opt, heads[t], b, args)
+        ev = prof.key_averages()
+        total = sum(e.self_cpu_time_total for e in ev)
+        mm = sum(e.self_cpu_time_total for e in ev if e.key in ("aten::mm", "aten::addmm"))
+        res["matmul_ms_per_step"] = mm / 1e3 / steps
+        res["matmul_share"] = mm / total
+        res["matmul_floor_rows_per_s"] = args.minibatch_size / (mm / 1e6 / steps)
+    return res
 
 
 def main() -> None:
@@ -61,18 +79,25 @@ def main() -> None:
     p.add_argument("--rows", type=int, default=8192, help="local-tier samples in the batch")
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--profile", action="store_true",
+                   help="also report the matrix products' self time (torch profiler)")
     a = p.parse_args()
     mod = load_module(TRAINER)
-    res = [bench(mod, h, th, a.rows, a.epochs) for h in a.hidden for th in a.threads]
+    res = [bench(mod, h, th, a.rows, a.epochs, a.profile) for h in a.hidden for th in a.threads]
     if a.json:
         print(json.dumps(res, indent=2))
         return
+    extra = " matmul ms per step (share) | matmul-only rows/s |" if a.profile else ""
     print("| hidden | threads | input -> logits | rows/s (fwd + bwd + Adam) "
-          "| ms per 512-row step |")
-    print("|---:|---:|---|---:|---:|")
+          "| ms per 512-row step |" + extra)
+    print("|---:|---:|---|---:|---:|" + ("---:|---:|" if a.profile else ""))
     for r in res:
-        print(f"| {r['hidden']} | {r['threads']} | {r['in_dim']} -> {r['logits']} | "
-              f"{r['rows_per_s']:,.0f} | {r['ms_per_step']:.1f} |")
+        line = (f"| {r['hidden']} | {r['threads']} | {r['in_dim']} -> {r['logits']} | "
+                f"{r['rows_per_s']:,.0f} | {r['ms_per_step']:.1f} |")
+        if a.profile:
+            line += (f" {r['matmul_ms_per_step']:.1f} ({100 * r['matmul_share']:.0f} %) | "
+                     f"{r['matmul_floor_rows_per_s']:,.0f} |")
+        print(line)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,12 @@
-"""TorchRL (and BenchMARL, which builds on it) through the PettingZoo API: the ParallelEnv in
-TorchRL's own ``PettingZooWrapper``, checked by TorchRL's own ``check_env_specs``, and a TorchRL
-rollout with its masked random actions that equals the same actions replayed in the plain env."""
+"""TorchRL (and BenchMARL, which builds on it), two ways: the PettingZoo ParallelEnv in TorchRL's
+own ``PettingZooWrapper``, and the batched TorchRL view ``tntn_env.torchrl_env``. Both pass
+TorchRL's own ``check_env_specs``, and their rollouts (TorchRL's masked random actions) equal the
+same actions replayed in plain PettingZoo envs."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -11,6 +15,7 @@ from torchrl.envs import PettingZooWrapper
 from torchrl.envs.utils import check_env_specs
 
 from tntn_env import make_config, parallel_env
+from tntn_env.torchrl_env import TNTNTorchRLEnv
 
 pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"),
               pytest.mark.usefixtures("one_torch_thread")]
@@ -89,9 +94,7 @@ def test_rollout_equals_the_plain_env(name):
     assert env.agents == []  # the episode ended where TorchRL's did
 
 
-# ---------------------------------------------------------------- the batched TorchRL env
-from tntn_env.torchrl_env import TNTNTorchRLEnv  # noqa: E402
-
+# ---------------------------------------------------------------- the batched TorchRL view
 
 @pytest.mark.parametrize("name", ["sag", "ag", "uav", "sag-equal-nvec"])
 def test_batched_env_check_env_specs(name):
@@ -202,3 +205,14 @@ def test_batched_env_bad_input():
     td["hap", "action"][1, 0, p] = bad
     with pytest.raises(ValueError, match=rf"agent 'hap_0' \(env 1\) at position {p} "):
         env.step(td)
+
+
+def test_clear_error_without_torchrl():
+    """tntn_env works without torchrl; its TorchRL module says what to install."""
+    code = ("import sys; sys.modules['torchrl'] = None; import tntn_env; "
+            "tntn_env.parallel_env('uav').reset(seed=0)\n"
+            "try:\n    import tntn_env.torchrl_env\nexcept ImportError as e:\n    print(e)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert 'tntn_env.torchrl_env needs torchrl' in out.stdout
+    assert 'pip install -e ".[torchrl]"' in out.stdout

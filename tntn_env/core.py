@@ -523,16 +523,18 @@ class TNTNCore:
         """
         E = st.key.numel()
         shape = torch.broadcast_shapes(tx.shape, user.shape, n.shape)
-        # index arithmetic at the inputs' own shapes, broadcast once
+        # index arithmetic at the inputs' own shapes, broadcast once: the (tx, user) pair for the
+        # gathers (int64), the link counter tx * Ut * N + user * N + n for the draws (int32, the
+        # generator's index type; links < 2**31 by construction) in one full-size add
         pair = (tx * self.Ut + user).expand(shape).reshape(E, -1)
         ls = torch.gather(st.ls_gain.reshape(E, -1), 1, pair).view(shape)
         kf = torch.gather(st.ls_k.reshape(E, -1), 1, pair).view(shape)
-        link = pair.view(shape) * self.N + n
+        link = rng.to_i32(tx * (self.Ut * self.N)) + rng.to_i32(user * self.N + n)
         if not self._correlated:
             kt = self._fade_key(st).view(E, *([1] * (len(shape) - 1)))
             return ls * rng.rician_power(kt, link, kf)
         fl = st.fade.reshape(E, -1, 2)
-        li = link.reshape(E, -1, 1).expand(-1, -1, 2)
+        li = link.long().reshape(E, -1, 1).expand(-1, -1, 2)
         xy = torch.gather(fl, 1, li).view(*shape, 2)
         mu = torch.sqrt(kf / (kf + 1.0))
         s = torch.sqrt(0.5 / (kf + 1.0))
@@ -1008,9 +1010,11 @@ class TNTNCore:
         lsr = st.ls_gain.view(E, self.X, J, K)
         j_ar = torch.arange(J, device=dev)
         node_pw = pw[:, (torch.arange(M, device=dev) >= self.Tn).long()]  # [E, M]
-        node = lsr[:, :self.Xt].view(E, J, M, J, K)[:, j_ar, :, j_ar].permute(1, 0, 2, 3)
-        node = node * node_pw[:, None, :, None]  # [E, J, M, K]
-        spot = lsr[:, self.Xt:self.Xt + J][:, j_ar, j_ar] * pw[:, 2, None, None]  # [E, J, K]
+        # region j's nodes to region j's users: diagonal views, no copy until the products
+        node = torch.diagonal(lsr[:, :self.Xt].view(E, J, M, J, K), dim1=1, dim2=3)
+        node = node.permute(0, 3, 1, 2) * node_pw[:, None, :, None]  # [E, J, M, K]
+        spot = (torch.diagonal(lsr[:, self.Xt:self.Xt + J], dim1=1, dim2=2).permute(0, 2, 1)
+                * pw[:, 2, None, None])  # [E, J, K]
         sat_own = lsr[:, self.Xt + J:][:, self.topo.region_beam, j_ar] * pw[:, 3, None, None]
         best = node.max(2).values  # best terrestrial node per user
         # per region, mean over its users: each node, the HAP spot beam, the satellite beam,

@@ -10,9 +10,14 @@ Needs ``torchrl`` (``pip install -e ".[torchrl]"``); ``tntn_env`` itself does no
 from __future__ import annotations
 
 import torch
-from tensordict import TensorDict, TensorDictBase
-from torchrl.data import Categorical, Composite, MultiCategorical, Unbounded
-from torchrl.envs import EnvBase
+
+try:
+    from tensordict import TensorDict, TensorDictBase
+    from torchrl.data import Categorical, Composite, MultiCategorical, Unbounded
+    from torchrl.envs import EnvBase
+except ImportError as e:  # the rest of tntn_env works without torchrl
+    raise ImportError(f"tntn_env.torchrl_env needs torchrl ({e}); install it with "
+                      "pip install -e \".[torchrl]\" (or \".[dev]\")") from e
 
 from .config import EnvConfig, make_config
 from .core import SYSTEM_METRICS, TNTNCore
