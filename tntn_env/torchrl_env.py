@@ -119,8 +119,8 @@ class TNTNTorchRLEnv(EnvBase):
         else:  # after set_seed(s): env i gets s + i, also in a partial reset
             seed, self._seed = self._seed, None
             obs, masks = self.core.reset(seed=seed, env_ids=ids)
-        zeros = torch.zeros(E, device=dev)
-        info = {k: zeros for k in (*SYSTEM_METRICS, "voided_actions", "repaired_actions")}
+        keys = (*SYSTEM_METRICS, "voided_actions", "repaired_actions")
+        info = dict(zip(keys, torch.zeros(len(keys), E, device=dev).unbind(0)))  # no shared storage
         truncated = self.core.state.t[:, None] >= self.core.cfg.timing.episode_steps
         return self._output(obs, masks, None, truncated, info)
 
