@@ -138,9 +138,8 @@ class TNTNParallelEnv(ParallelEnv):
     ``repaired_actions`` (this agent's positions repaired, ``invalid_action="repair"``). After
     ``reset`` infos have the same keys (libraries such as TorchRL fix their info specs there):
     ``decides``, ``decided`` False, zero counts and zero metrics (no step taken yet).
-    ``env.last_metrics`` holds the system
-    metrics in every scenario; ``env.link_state()`` the full link state of the last step
-    (gains, powers, SINRs, rates, allocation matrices).
+    ``env.last_metrics`` holds the system metrics in every scenario; ``env.link_state()`` the
+    full link state of the last step (gains, powers, SINRs, rates, allocation matrices).
 
     ## Arguments
 

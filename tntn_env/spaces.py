@@ -25,8 +25,10 @@ class MaskedMultiDiscrete(spaces.MultiDiscrete):
     def _flat(self, flat, name: str, stacked_ok: bool = False):
         flat = np.asarray(flat)
         size = int(self.nvec.sum())
-        stacked = (len(self.nvec), int(self.nvec[0])) if len(set(self.nvec.tolist())) == 1 \
-            else None
+        if not hasattr(self, "_stacked_shape"):  # computed once (sample() is on hot paths)
+            self._stacked_shape = ((len(self.nvec), int(self.nvec[0]))
+                                   if len(set(self.nvec.tolist())) == 1 else None)
+        stacked = self._stacked_shape
         if stacked_ok and stacked is not None and flat.shape == stacked:
             return flat.reshape(size)
         if flat.shape != (size,):
