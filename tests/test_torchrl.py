@@ -117,14 +117,17 @@ def test_batched_env_equals_pettingzoo_envs():
     batched core's batch-vs-single tolerance (tests/test_batched.py), masks exactly."""
     scenario, overrides = CONFIGS["sag"]
     E, steps = 3, overrides["episode_steps"]
+    overrides = {**overrides, "satellite_interval": 4, "hap_interval": 2}
     tenv = TNTNTorchRLEnv(scenario, num_envs=E, **overrides)
     tenv.set_seed(11)
     td = tenv.rollout(steps)
     assert td.batch_size == (E, steps)
     assert bool(td["next", "done"][:, -1].all()) and not bool(td["next", "done"][:, :-1].any())
+    sat = td["satellite", "decides"][0, :, 0, 0]  # every 4th step, from the first
+    assert sat.tolist() == [t % 4 == 0 for t in range(steps)]
     for i in range(E):
         env = parallel_env(scenario, **overrides)
-        obs, _ = env.reset(seed=11 + i)
+        obs, infos = env.reset(seed=11 + i)
         for t in range(steps):
             step = td[i, t]
             close(step["state"].numpy(), env.state())
@@ -134,6 +137,7 @@ def test_batched_env_equals_pettingzoo_envs():
                     close(step[g, "observation"][k].numpy(), obs[a]["observation"])
                     np.testing.assert_array_equal(step[g, "action_mask"][k].numpy(),
                                                   obs[a]["action_mask"].astype(bool))
+                    assert bool(step[g, "decides"][k]) == infos[a]["decides"]
                     acts[a] = step[g, "action"][k].numpy()
             obs, rewards, _, truncs, infos = env.step(acts)
             for g, agents in tenv.group_map.items():

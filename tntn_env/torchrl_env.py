@@ -34,7 +34,10 @@ class TNTNTorchRLEnv(EnvBase):
     - ``(group, "observation")``: float32 ``[E, A, obs_size]``, the core's observations;
     - ``(group, "action_mask")``: bool ``[E, A, sum(nvec)]``, the core's flat masks (the
       choices of position p at ``offs[p]:offs[p] + nvec[p]``); the action spec's mask is kept
-      equal to it, so ``env.rand_action()`` and TorchRL's random policies are always feasible;
+      equal to it, so ``env.rand_action()`` is always feasible;
+    - ``(group, "decides")``: bool ``[E, A, 1]``, whether the tier's action on this step counts
+      (its decision interval; the core ignores it otherwise), for hierarchical trainers that
+      form macro-transitions;
     - ``(group, "action")``: int64 ``[E, A, len(nvec)]``, a ``MultiCategorical`` (the same
       positions and choices as the PettingZoo env's ``MultiDiscrete``);
     - ``("next", group, "reward")``: float32 ``[E, A, 1]``, the tier's per-step rewards.
@@ -81,6 +84,7 @@ class TNTNTorchRLEnv(EnvBase):
             obs[t] = Composite({
                 "observation": Unbounded((E, A, core.obs_size(t)), device=dev),
                 "action_mask": Categorical(2, (E, A, sum(nvec)), device=dev, dtype=torch.bool),
+                "decides": Categorical(2, (E, A, 1), device=dev, dtype=torch.bool),
             }, shape=(E, A), device=dev)
             act[t] = Composite({
                 "action": MultiCategorical(torch.tensor(nvec).expand(E, A, len(nvec)),
@@ -136,12 +140,14 @@ class TNTNTorchRLEnv(EnvBase):
     def _output(self, obs, masks, rewards, truncated, info) -> TensorDictBase:
         src = {"state": self.core.global_state(obs), "info": info, "done": truncated.clone(),
                "terminated": torch.zeros_like(truncated), "truncated": truncated}
+        E, decides = self.core.num_envs, self.core.decides()
         for t in self.tiers:
-            group = {"observation": obs[t], "action_mask": masks[t]}
+            A = self.core.num_agents[t]
+            group = {"observation": obs[t], "action_mask": masks[t],
+                     "decides": decides[t].view(E, 1, 1).expand(E, A, 1)}
             if rewards is not None:
                 group["reward"] = rewards[t][..., None]
-            src[t] = TensorDict(group, batch_size=(self.core.num_envs, self.core.num_agents[t]),
-                                device=self.device)
+            src[t] = TensorDict(group, batch_size=(E, A), device=self.device)
             self.full_action_spec[t, "action"].update_mask(masks[t])
         return TensorDict(src, batch_size=self.batch_size, device=self.device)
 
