@@ -30,6 +30,7 @@ from torchrl.data.replay_buffers.samplers import SamplerWithoutReplacement
 from torchrl.modules import MultiAgentMLP, ProbabilisticActor
 from torchrl.objectives import ClipPPOLoss, ValueEstimators
 
+from tntn_env import parse_overrides
 from tntn_env.torchrl_env import TNTNTorchRLEnv
 
 
@@ -86,12 +87,6 @@ class MaskedMultiCategorical(torch.distributions.Independent):
     @property
     def deterministic_sample(self):
         return self.base_dist.probs.argmax(-1)
-
-
-def parse_overrides(text: str) -> dict:
-    from tntn_env import parse_overrides as parse
-
-    return parse(text) if text else {}
 
 
 if __name__ == "__main__":

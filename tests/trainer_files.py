@@ -4,7 +4,7 @@ path, and reading a run's TensorBoard scalars."""
 import importlib.util
 from pathlib import Path
 
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tntn_env.experiments.launch import read_scalars
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAINERS = ("hdrl_ppo", "mappo", "ppo_single")
@@ -23,7 +23,5 @@ def load(name):
 
 
 def scalars(path):
-    """{tag: [(step, value), ...]} of a TensorBoard event file or run folder."""
-    ea = EventAccumulator(str(path), size_guidance={"scalars": 0})
-    ea.Reload()
-    return {tag: [(e.step, e.value) for e in ea.Scalars(tag)] for tag in ea.Tags()["scalars"]}
+    """{tag: [(step, value), ...]} of a TensorBoard event file or run folder (every tag)."""
+    return read_scalars(path)
