@@ -7,6 +7,11 @@ TorchRL view (``tntn_env.torchrl_env``, when torchrl is installed), and peak mem
     python benchmarks/bench_env.py            # markdown table
     python benchmarks/bench_env.py --json     # one JSON object with the same figures
     python benchmarks/bench_env.py --sizes 1 64 1024 4096 --cuda-sizes 4096 65536
+    python benchmarks/bench_env.py --compile   # also with compile=True (minutes of compiling)
+
+With ``--compile`` the PettingZoo env and the core at ``--compile-sizes`` are measured again with
+``compile=True`` (the step through ``torch.compile``); the compiling happens in an untimed warm-up
+that runs past the first large-scale refresh step, so both compiled graphs exist before timing.
 """
 
 from __future__ import annotations
@@ -30,14 +35,15 @@ def random_masked_actions(core: TNTNCore, masks: dict, gen: torch.Generator) -> 
     return {tier: sample_uniform(core.padded_mask(tier, m), gen) for tier, m in masks.items()}
 
 
-def bench_core(num_envs: int, device: str, seconds: float) -> dict:
-    core = TNTNCore(scenario="sag", num_envs=num_envs, device=device, check_actions=False)
+def bench_core(num_envs: int, device: str, seconds: float, compile: bool = False) -> dict:
+    core = TNTNCore(scenario="sag", num_envs=num_envs, device=device, check_actions=False,
+                    compile=compile)
     _, masks = core.reset(seed=0)
     cuda = device.startswith("cuda")
     gen = torch.Generator(device=device).manual_seed(0)
-    acts = random_masked_actions(core, masks, gen)
-    for _ in range(3):  # warm-up
-        out = core.step(acts, auto_reset=True)
+    out = {"masks": masks}
+    for _ in range(12 if compile else 3):  # warm-up (compiled: past the first refresh step)
+        out = core.step(random_masked_actions(core, out["masks"], gen), auto_reset=True)
 
     def sync():
         if cuda:
@@ -54,7 +60,7 @@ def bench_core(num_envs: int, device: str, seconds: float) -> dict:
         t_step += time.perf_counter() - t1
         steps += 1
     dt = time.perf_counter() - t0
-    return {"num_envs": num_envs, "device": device, "steps": steps,
+    return {"num_envs": num_envs, "device": device, "compile": compile, "steps": steps,
             "env_steps_per_s": num_envs * steps / dt, "batched_steps_per_s": steps / dt,
             "core_env_steps_per_s": num_envs * steps / t_step}
 
@@ -91,11 +97,14 @@ def bench_torchrl(num_envs: int, seconds: float) -> dict:
             "env_steps_per_s": num_envs * steps / t_step}
 
 
-def bench_pettingzoo(seconds: float) -> dict:
-    env = tntn_env.parallel_env("sag")
+def bench_pettingzoo(seconds: float, compile: bool = False) -> dict:
+    env = tntn_env.parallel_env("sag", compile=compile)
     obs, _ = env.reset(seed=0)
     for a in env.agents:
         env.action_space(a).seed(0)
+    for _ in range(12 if compile else 0):  # compiled: warm up past the first refresh step
+        acts = {a: env.action_space(a).sample(mask=obs[a]["action_mask"]) for a in env.agents}
+        obs, *_ = env.step(acts)
     steps, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds or steps < 3:
         if not env.agents:
@@ -104,7 +113,8 @@ def bench_pettingzoo(seconds: float) -> dict:
         obs, *_ = env.step(acts)
         steps += 1
     dt = time.perf_counter() - t0
-    return {"parallel_steps_per_s": steps / dt, "agents": len(env.possible_agents)}
+    return {"parallel_steps_per_s": steps / dt, "agents": len(env.possible_agents),
+            "compile": compile}
 
 
 def main() -> None:
@@ -115,6 +125,10 @@ def main() -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--torchrl-sizes", type=int, nargs="*", default=[64, 1024],
                    help="E of the TorchRL view's benchmark (needs torchrl; none: skip)")
+    p.add_argument("--compile", action="store_true",
+                   help="also measure compile=True (PettingZoo env and --compile-sizes)")
+    p.add_argument("--compile-sizes", type=int, nargs="*", default=[1, 64, 1024],
+                   help="E of the compiled core's benchmark (with --compile)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch intra-op threads (default: torch's choice, the core count)")
     args = p.parse_args()
@@ -125,8 +139,12 @@ def main() -> None:
                        "cuda": (torch.cuda.get_device_name(0) if torch.cuda.is_available()
                                 else None)},
            "pettingzoo": bench_pettingzoo(args.seconds), "core": []}
+    if args.compile:
+        res["pettingzoo_compiled"] = bench_pettingzoo(args.seconds, compile=True)
     for e in args.sizes:
         res["core"].append(bench_core(e, "cpu", args.seconds))
+    for e in args.compile_sizes if args.compile else []:
+        res["core"].append(bench_core(e, "cpu", args.seconds, compile=True))
     if torch.cuda.is_available():
         for e in args.cuda_sizes:
             torch.cuda.reset_peak_memory_stats()
@@ -148,11 +166,15 @@ def main() -> None:
     print(f"torch {res['machine']['torch']}, {res['machine']['threads']} threads, "
           f"{res['machine']['platform']}")
     print(f"\nPettingZoo ParallelEnv (E=1, {res['pettingzoo']['agents']} agents, random masked "
-          f"actions): {res['pettingzoo']['parallel_steps_per_s']:.0f} parallel steps/s\n")
-    print("| device | E | core.step env-steps/s | with action sampling | batched steps/s |")
+          f"actions): {res['pettingzoo']['parallel_steps_per_s']:.0f} parallel steps/s")
+    if "pettingzoo_compiled" in res:
+        print(f"with compile=True: {res['pettingzoo_compiled']['parallel_steps_per_s']:.0f} "
+              "parallel steps/s")
+    print("\n| device | E | core.step env-steps/s | with action sampling | batched steps/s |")
     print("|---|---:|---:|---:|---:|")
     for r in res["core"]:
-        print(f"| {r['device']} | {r['num_envs']} | {r['core_env_steps_per_s']:,.0f} | "
+        dev = r["device"] + (", compiled" if r["compile"] else "")
+        print(f"| {dev} | {r['num_envs']} | {r['core_env_steps_per_s']:,.0f} | "
               f"{r['env_steps_per_s']:,.0f} | {r['batched_steps_per_s']:.1f} |")
     for r in res["torchrl"]:
         print(f"| TorchRL view (cpu) | {r['num_envs']} | {r['env_steps_per_s']:,.0f} | | |")

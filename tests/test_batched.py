@@ -41,13 +41,13 @@ def rows(d, i):
     return {k: v[i:i + 1] for k, v in d.items()}
 
 
-def assert_out_close(a, b, exact=False):
+def assert_out_close(a, b, exact=False, rtol=RTOL, atol=ATOL):
     """Compare two step outputs (same E)."""
     def cmp(x, y, what):
         if exact or x.dtype in (torch.bool, torch.int64):
             assert torch.equal(x, y), what
         else:
-            torch.testing.assert_close(x, y, rtol=RTOL, atol=ATOL, msg=what)
+            torch.testing.assert_close(x, y, rtol=rtol, atol=atol, msg=what)
     for t in a["obs"]:
         cmp(a["obs"][t], b["obs"][t], f"obs {t}")
         assert torch.equal(a["masks"][t], b["masks"][t]), f"masks {t}"
@@ -62,13 +62,13 @@ def assert_out_close(a, b, exact=False):
         assert torch.equal(a["decided"][t], b["decided"][t])
 
 
-def assert_state_close(sa: CoreState, sb: CoreState, exact=False):
+def assert_state_close(sa: CoreState, sb: CoreState, exact=False, rtol=RTOL, atol=ATOL):
     for f in fields(CoreState):
         x, y = getattr(sa, f.name), getattr(sb, f.name)
         if exact or not x.is_floating_point():
             assert torch.equal(x, y), f.name
         else:
-            torch.testing.assert_close(x, y, rtol=RTOL, atol=ATOL, msg=f.name)
+            torch.testing.assert_close(x, y, rtol=rtol, atol=atol, msg=f.name)
 
 
 def snapshot(st: CoreState) -> dict:

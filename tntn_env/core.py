@@ -93,6 +93,9 @@ class CoreState:
         return CoreState(**out)
 
 
+_STATE_FIELDS = tuple(f.name for f in fields(CoreState))
+
+
 @dataclass
 class Scored:
     """Result of applying one joint action to a frozen state (no state change)."""
@@ -121,16 +124,23 @@ class TNTNCore:
         device: torch device ("cpu", "cuda", ...).
         check_actions: validate actions against ranges and masks (raise or repair per
             ``config.invalid_action``). Trainers that sample from masked heads may turn it off.
+        compile: run the step's transition (scoring, next state, observations, masks) through
+            ``torch.compile`` (see :meth:`step`). Off by default: it needs a C++ compiler, and
+            the first step and the first large-scale refresh step compile for about a minute
+            each on a 2-core CPU (seconds when torch's compile cache has them).
     """
 
     def __init__(self, config: EnvConfig | None = None, num_envs: int = 1, device="cpu",
-                 check_actions: bool = True, scenario: str | None = None, **overrides):
+                 check_actions: bool = True, scenario: str | None = None,
+                 compile: bool = False, **overrides):
         if config is None:
             config = make_config(scenario or "sag", **overrides)
         elif overrides or scenario is not None:
             raise ValueError("pass either config or scenario/overrides, not both")
         if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
             raise ValueError(f"num_envs = {num_envs!r} is invalid; allowed: an integer >= 1")
+        if not isinstance(compile, bool):
+            raise ValueError(f"compile = {compile!r} is invalid; allowed: True, False")
         self.cfg = cfg = config
         self.num_envs = num_envs
         self.device = torch.device(device)
@@ -192,10 +202,21 @@ class TNTNCore:
         self._t_code = rng.counter_code(torch.arange(cfg.timing.episode_steps + 2, device=dev)
                                         + 1)
         self.state: CoreState | None = None
+        self._t_known = None  # (state, t): every env of that state is at step t; see _host_t
         self._memo: dict = {}  # see _last_for
         self.last: Scored | None = None
         self._last_state: CoreState | None = None
         self._build_obs_specs()
+        self.compiled = compile
+        # one compiled graph per (refresh flag, grad mode) variant; E is static
+        # inductor options: no size/stride asserts on the inputs (dynamo's guards check them
+        # already; ~1 us each per call), one thread for small batches (OpenMP fork/join
+        # costs more than it saves below a few envs)
+        opts = {"size_asserts": False}
+        if num_envs < 8:
+            opts["cpp.threads"] = 1
+        self._transition_compiled = (torch.compile(self._transition, dynamic=False, options=opts)
+                                     if compile else None)
 
     # ------------------------------------------------------------------ agents and spaces
     def agent_names(self, tier: str) -> list[str]:
@@ -247,7 +268,11 @@ class TNTNCore:
     def _step_key(self, ekey, t):
         """Key of step t's realisation, ``rng.mix(ekey, t + 1)``; the counter's hash comes from a
         table over the episode's steps (the same bits, a dozen ops fewer per step)."""
-        if int(t.max()) < self._t_code.numel():
+        n = self._t_code.numel()
+        if torch.compiler.is_compiling():  # no host sync in a graph: both, then select
+            coded = rng.mix_coded(ekey, self._t_code[t.clamp(max=n - 1)])
+            return torch.where(t < n, coded, rng.mix(ekey, t + 1))
+        if int(t.max()) < n:
             return rng.mix_coded(ekey, self._t_code[t])
         return rng.mix(ekey, t + 1)
 
@@ -289,6 +314,8 @@ class TNTNCore:
             for f in fields(CoreState):
                 getattr(full, f.name)[ids] = getattr(fresh, f.name)
             self.state = full
+        # every env at step 0, known on the host (no device sync to find it), or unknown
+        self._t_known = (self.state, 0) if n == E else None
         self.last, self._last_state = None, None
         self._masks = self.masks()
         return self.observe(), self._masks
@@ -334,7 +361,6 @@ class TNTNCore:
             near = torch.maximum(torch.minimum(near, origin + size), origin)
             pos = torch.where(is_hot[..., None], near, pos)
         uav = self.topo.uav_start_xy.reshape(1, J * self.U, 2).expand(n, -1, -1).clone()
-        zJ = torch.zeros(n, J, device=dev)
         st = CoreState(
             key=key, ekey=ekey, rkey=self._step_key(ekey, zero_t), episode=episode, t=zero_t,
             power_w=power_w, field_key=field_key,
@@ -348,8 +374,9 @@ class TNTNCore:
                              device=dev),
             sat_choice=self._fixed_sat[None].expand(n, -1).clone(),
             hap_choice=torch.zeros(n, J, N, dtype=torch.long, device=dev),
-            last_rate=torch.zeros(n, self.Ut, device=dev), last_served=zJ, last_se=zJ,
-            last_fair=zJ, last_inr_db=torch.zeros(n, J, N, device=dev),
+            last_rate=torch.zeros(n, self.Ut, device=dev),
+            last_served=torch.zeros(n, J, device=dev), last_se=torch.zeros(n, J, device=dev),
+            last_fair=torch.zeros(n, J, device=dev), last_inr_db=torch.zeros(n, J, N, device=dev),
         )
         st.hap_choice = self.fixed_hap_choice(st.sat_choice)
         st.demand_bps = self._demand(st.user_xy, st.hot_xy)
@@ -544,6 +571,8 @@ class TNTNCore:
         """``compute(*inputs)``, or its last result for ``name`` if called with the same tensor
         objects (state tensors are replaced, never written in place, so identity means equal
         values): a step scores, observes and masks one allocation and one realisation."""
+        if torch.compiler.is_compiling():  # a graph computes each value once anyway
+            return compute(*inputs)
         last = self._memo.get(name)
         if last is not None and all(a is b for a, b in zip(last[0], inputs)):
             return last[1]
@@ -648,12 +677,17 @@ class TNTNCore:
         """Flat binary masks per tier [E, agents, sum(nvec)] for the current state."""
         return self._masks_from(self.state.sat_choice, self.state.hap_choice)
 
+    @property
+    def decision_intervals(self) -> dict:
+        """Steps between two decisions of each tier: a tier decides where ``t % interval == 0``."""
+        tm = self.cfg.timing
+        return {"satellite": tm.satellite_interval, "hap": tm.hap_interval, "local": 1}
+
     def decides(self, st: CoreState | None = None) -> dict:
         """Which tiers decide on the current step, per env ([E] bool each)."""
         st = st or self.state
-        tm = self.cfg.timing
-        return {"satellite": st.t % tm.satellite_interval == 0,
-                "hap": st.t % tm.hap_interval == 0,
+        iv = self.decision_intervals
+        return {"satellite": st.t % iv["satellite"] == 0, "hap": st.t % iv["hap"] == 0,
                 "local": torch.ones_like(st.t, dtype=torch.bool)}
 
     def _upper_choices(self, st, actions, dec):
@@ -689,23 +723,10 @@ class TNTNCore:
         return self._masks_from(sat, hap)
 
     # ------------------------------------------------------------------ action checking
-    def _check(self, actions: dict, masks: dict) -> tuple[dict, dict]:
-        """Validate (or repair) actions tier by tier, top-down.
-
-        A lower tier's position is allowed if the mask observed allows it (simultaneous
-        decisions; the env voids what the new upper allocation no longer permits) or if the mask
-        that follows from this step's upper-tier actions allows it (top-down sampling with
-        :meth:`masks_for`).
-        """
-        E = self.num_envs
-        out, repaired = {}, {}
-        dec = self.decides()
+    def _check_format(self, actions: dict) -> dict:
+        """Tiers, dtypes and shapes of ``actions``; returns them as int64 on the core's device."""
+        E, out = self.num_envs, {}
         for tier in self.tiers:
-            if self.check_actions and tier != self.tiers[0] and tier in actions:
-                upper = {t: out[t] for t in ("satellite", "hap") if t in out}
-                if upper and any(bool(dec[t].any()) for t in upper):
-                    after = self.masks_for(upper)[tier]
-                    masks = {**masks, tier: masks[tier] | after}
             if tier not in actions:
                 raise ValueError(f"missing actions for tier {tier!r}; expected a tensor of shape "
                                  f"[{E}, {self.num_agents[tier]}, {len(self.nvec[tier])}]")
@@ -717,23 +738,64 @@ class TNTNCore:
                                  f"{getattr(a, 'dtype', type(a).__name__)}")
             if tuple(a.shape) != shape:
                 raise ValueError(f"actions[{tier!r}] has shape {tuple(a.shape)}; expected {shape}")
-            a = a.to(self.device, torch.long)
-            if not self.check_actions:
-                out[tier] = a
-                continue
-            nv, offs, top = self._nvec_t[tier], self._offs_t[tier], self._top_t[tier]
-            in_range = (a >= 0) & (a < nv)
-            flat = (offs + a.clamp(min=0).minimum(top))
-            allowed = torch.gather(masks[tier], 2, flat) & in_range
+            out[tier] = a.to(self.device, torch.long)
+        unknown = set(actions) - set(self.tiers)
+        if unknown:
+            raise ValueError(f"actions for unknown tiers {sorted(unknown)}; this scenario has "
+                             f"tiers {list(self.tiers)}")
+        return out
+
+    def _allowed(self, tier: str, a: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """[E, agents, positions] bool: in range and allowed by the flat ``mask``."""
+        nv, offs, top = self._nvec_t[tier], self._offs_t[tier], self._top_t[tier]
+        in_range = (a >= 0) & (a < nv)
+        return torch.gather(mask, 2, offs + a.clamp(min=0).minimum(top)) & in_range
+
+    def _all_allowed(self, st: CoreState, actions: dict, masks: dict, dec: dict):
+        """0-dim bool: every position of every tier allowed, as :meth:`_check` judges it (the
+        compiled step's check; the observed masks or-ed with the masks after this step's
+        upper-tier actions, which equal the observed ones where no upper tier decides)."""
+        ok, upper = None, {}
+        for tier in self.tiers:
+            m = masks[tier]
+            if upper:
+                m = m | self._masks_from(*self._upper_choices(st, upper, dec)[:2])[tier]
+            a_ok = self._allowed(tier, actions[tier], m).all()
+            ok = a_ok if ok is None else ok & a_ok
+            if tier != "local":
+                upper[tier] = actions[tier]
+        return ok
+
+    def _check(self, actions: dict, masks: dict, dec: dict) -> tuple[dict, dict]:
+        """Validate (or repair) actions tier by tier, top-down.
+
+        A lower tier's position is allowed if the mask observed allows it (simultaneous
+        decisions; the env voids what the new upper allocation no longer permits) or if the mask
+        that follows from this step's upper-tier actions allows it (top-down sampling with
+        :meth:`masks_for`).
+        """
+        actions = self._check_format(actions)
+        if not self.check_actions:
+            return actions, {}
+        out, repaired = {}, {}
+        for tier in self.tiers:
+            if tier != self.tiers[0]:
+                upper = {t: out[t] for t in ("satellite", "hap") if t in out}
+                if upper and any(bool(dec[t].any()) for t in upper):
+                    after = self.masks_for(upper)[tier]
+                    masks = {**masks, tier: masks[tier] | after}
+            a = actions[tier]
+            allowed = self._allowed(tier, a, masks[tier])
             if bool(allowed.all()):
                 out[tier] = a
                 continue
+            nv, offs = self._nvec_t[tier], self._offs_t[tier]
             if self.cfg.invalid_action == "raise":
                 e, ag, pos = (int(v) for v in torch.nonzero(~allowed)[0])
                 val = int(a[e, ag, pos])
                 opts = masks[tier][e, ag, int(offs[pos]):int(offs[pos] + nv[pos])]
                 ok = torch.nonzero(opts).flatten().tolist()
-                why = ("is out of range" if not bool(in_range[e, ag, pos])
+                why = ("is out of range" if not (0 <= val < int(nv[pos]))
                        else "is forbidden by the action mask")
                 raise ValueError(
                     f"action of agent '{tier}_{ag}' (env {e}) at position {pos} "
@@ -743,10 +805,6 @@ class TNTNCore:
                                  for o, k in zip(offs, nv)], dim=-1)
             out[tier] = torch.where(allowed, a, first)
             repaired[tier] = (~allowed).sum(2)
-        unknown = set(actions) - set(self.tiers)
-        if unknown:
-            raise ValueError(f"actions for unknown tiers {sorted(unknown)}; this scenario has "
-                             f"tiers {list(self.tiers)}")
         return out, repaired
 
     def describe_position(self, tier: str, pos: int) -> str:
@@ -869,16 +927,33 @@ class TNTNCore:
         """
         if self.state is None:
             raise RuntimeError("call reset() before step()")
-        actions, repaired = self._check(actions, self._masks)
         st = self.state
-        dec = self.decides(st)
-        sc = self._score(st, actions, dec)
+        t = self._host_t()
+        full = (self._refresh_mode(st.t + 1) if t is None
+                else (t + 1) % self.cfg.channel.large_scale_refresh_steps == 0)
+        if self._transition_compiled is not None and full is not None:
+            # one graph: which tiers decide, the mask check, scoring, next state, observations,
+            # masks (envs out of refresh phase, after partial resets, take the eager path below)
+            actions, repaired = self._check_format(actions), {}
+            chk = self._masks if self.check_actions else None
+            res = self._transition_compiled(st, actions, full, chk)
+            if chk is not None and not bool(res[-1]):  # raise, or repair and run again
+                actions, repaired = self._check(actions, self._masks, res[0])
+                res = self._transition_compiled(st, actions, full, chk)
+            dec, sc, changed, obs, masks, metrics, _ = res
+            new = replace(st, **changed)
+        else:
+            dec = self.decides(st)
+            actions, repaired = self._check(actions, self._masks, dec)
+            sc = self._score(st, actions, dec)
+            new, obs, masks, metrics = self._advance(st, sc, full), None, None, None
         self.last, self._last_state = sc, st
-        new = self._advance(st, sc)
         trunc = new.t >= self.cfg.timing.episode_steps
         self.state = new
+        self._t_known = None if t is None else (new, t + 1)
         out = {"rewards": sc.rewards, "truncated": trunc, "region": sc.region,
-               "metrics": self.system_metrics(sc), "decided": dec,
+               "metrics": metrics if metrics is not None else self.system_metrics(sc),
+               "decided": dec,
                "voided": sum(v.sum(1) for v in sc.voided.values()),
                "repaired": sum((v.sum(1) for v in repaired.values()),
                                torch.zeros(self.num_envs, dtype=torch.long, device=self.device)),
@@ -887,10 +962,49 @@ class TNTNCore:
         if auto_reset and bool(trunc.any()):
             self.reset(env_ids=torch.nonzero(trunc).flatten())
             self.last, self._last_state = sc, st
-        elif any(bool(dec[t].any()) for t in self.tiers if t != "local"):
+            obs = None
+        elif masks is not None:
+            self._masks = masks
+        elif (any(bool(dec[u].any()) for u in self.tiers if u != "local") if t is None
+              else any(t % self.decision_intervals[u] == 0 for u in self.tiers if u != "local")):
             self._masks = self.masks()  # masks depend only on the allocation, changed this step
-        out["obs"], out["masks"] = self.observe(), self._masks
+        out["obs"] = obs if obs is not None else self.observe()
+        out["masks"] = self._masks
         return out
+
+    def _transition(self, st: CoreState, actions: dict, full: bool, masks: dict | None):
+        """A step's pure part, the one ``compile=True`` compiles: (which tiers decide, scored
+        step, the next state's changed fields, its observations, its masks, system metrics,
+        whether ``masks`` allow every action (None: unchecked)). ``full``: whether every env
+        refreshes its large-scale channel on the next state."""
+        dec = self.decides(st)
+        ok = None
+        if masks is not None:
+            ok = self._all_allowed(st, actions, masks, dec)
+            # out-of-range values must not index anything inside the graph: clamped here, the
+            # step's results are discarded unless ok
+            actions = {t: a.clamp(min=0).minimum(self._top_t[t]) for t, a in actions.items()}
+        sc = self._score(st, actions, dec)
+        new = self._advance(st, sc, full)
+        # only the fields that changed leave the graph (outputs aliasing inputs cost extra)
+        changed = {f: getattr(new, f) for f in _STATE_FIELDS
+                   if getattr(new, f) is not getattr(st, f)}
+        return (dec, sc, changed, self.observe(new),
+                self._masks_from(new.sat_choice, new.hap_choice), self.system_metrics(sc), ok)
+
+    def _host_t(self) -> int | None:
+        """The step counter shared by every env, known on the host without a device sync
+        (after a full reset and the steps since), or None (unknown, or envs out of phase)."""
+        known = self._t_known
+        return known[1] if known is not None and known[0] is self.state else None
+
+    def _refresh_mode(self, t1: torch.Tensor):
+        """True if every env refreshes its large-scale channel at step counters ``t1``, False if
+        none does, None if some do (envs out of phase after partial resets)."""
+        refresh = (t1 % self.cfg.channel.large_scale_refresh_steps) == 0
+        if bool(refresh.all()):
+            return True
+        return None if bool(refresh.any()) else False
 
     def system_metrics(self, sc: Scored) -> dict:
         """System-level metrics of a scored step, name -> [E] (names: ``SYSTEM_METRICS``)."""
@@ -907,8 +1021,9 @@ class TNTNCore:
             "reward": reg["reward"].mean(1),
         }
 
-    def _advance(self, st: CoreState, sc: Scored) -> CoreState:
-        """Mobility, demand and the next channel realisation."""
+    def _advance(self, st: CoreState, sc: Scored, full: bool | None) -> CoreState:
+        """Mobility, demand and the next channel realisation; ``full`` as
+        :meth:`_refresh_mode` gives it for the next step counters."""
         E, dev, d = st.key.numel(), self.device, self.cfg.demand
         t1 = st.t + 1
         # this step's stream keys, [E, 1] each
@@ -941,14 +1056,14 @@ class TNTNCore:
                       uav_xy=sc.uav_xy, hot_xy=hot, hot_target=tgt,
                       sat_choice=sc.sat_choice, hap_choice=sc.hap_choice)
         new.demand_bps = self._demand(user_xy, hot)
-        refresh = (t1 % self.cfg.channel.large_scale_refresh_steps) == 0
-        if bool(refresh.all()):
+        if full:
             self._large_scale(new, full=True)
         else:
             self._large_scale(new, full=False)
-            if bool(refresh.any()):  # per env, so that envs out of phase stay independent
+            if full is None:  # per env, so that envs out of phase stay independent
                 ref = replace(new)
                 self._large_scale(ref, full=True)
+                refresh = (t1 % self.cfg.channel.large_scale_refresh_steps) == 0
                 new = new.merged(refresh, ref)
         if self._correlated:
             rho = self.cfg.channel.fading_rho

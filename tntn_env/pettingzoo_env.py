@@ -146,24 +146,29 @@ class TNTNParallelEnv(ParallelEnv):
     ```python
     from tntn_env import parallel_env
     env = parallel_env("sag", render_mode=None, device="cpu", action_mask_layout="flat",
-                       **overrides)
+                       compile=False, **overrides)
     ```
 
     - ``scenario``: ``"sag"`` (space-air-ground), ``"ag"`` (air-ground) or ``"uav"`` (UAV-aided).
     - ``render_mode``: ``None`` or ``"rgb_array"`` (``render()`` returns an HxWx3 uint8 frame).
     - ``device``: torch device of the core (``"cpu"`` by default).
     - ``action_mask_layout``: ``"flat"`` (default) or ``"stacked"`` (see Observation Space).
+    - ``compile``: run the core's step through ``torch.compile`` (``TNTNCore(compile=True)``):
+      several times more steps per second, after about a minute of compiling at the first step
+      and again at the first large-scale refresh step (10th) on a 2-core CPU, seconds when
+      torch's compile cache already holds them; needs a C++ compiler. Results agree with the
+      eager core to float rounding, not bit for bit.
     - ``**overrides``: any config field by name (``num_subbands=4``, ``episode_steps=100``,
       ``invalid_action="repair"``, ...); unknown names and bad values raise ``ValueError``.
 
-    Or ``TNTNParallelEnv(config, render_mode=None, device="cpu", action_mask_layout="flat")``
-    with an :class:`EnvConfig`.
+    Or ``TNTNParallelEnv(config, render_mode=None, device="cpu", action_mask_layout="flat",
+    compile=False)`` with an :class:`EnvConfig`.
     """
 
     metadata = {"name": "tntn_v0", "render_modes": ["rgb_array"], "is_parallelizable": True}
 
     def __init__(self, config: EnvConfig | None = None, render_mode: str | None = None,
-                 device="cpu", action_mask_layout: str = "flat"):
+                 device="cpu", action_mask_layout: str = "flat", compile: bool = False):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode = {render_mode!r} is invalid; allowed: "
                              f"{[None, *self.metadata['render_modes']]}")
@@ -177,9 +182,11 @@ class TNTNParallelEnv(ParallelEnv):
                              "(see make_config) or None")
         self.config = config
         self.render_mode = render_mode
-        self.core = core = TNTNCore(config, num_envs=1, device=device, check_actions=True)
+        self.core = core = TNTNCore(config, num_envs=1, device=device, check_actions=True,
+                                    compile=compile)
         self.tiers = core.tiers
         self._names = {t: core.agent_names(t) for t in self.tiers}
+        self._num_agents = {t: len(self._names[t]) for t in self.tiers}
         self._tier_of = {a: t for t in self.tiers for a in self._names[t]}
         self._dims = {t: len(core.nvec[t]) for t in self.tiers}
         self.action_mask_layout = action_mask_layout
@@ -195,6 +202,13 @@ class TNTNParallelEnv(ParallelEnv):
                                 "decided": False, "voided_actions": 0, "repaired_actions": 0}
                             for t in self.tiers}
         self.possible_agents = [a for t in self.tiers for a in self._names[t]]
+        # per agent: its observation's and its mask's slices of the concatenated buffers
+        self._slices, o, m = [], 0, 0
+        for t in self.tiers:
+            od, md = core.obs_size(t), core.action_size(t)
+            for name in self._names[t]:
+                self._slices.append((name, (o, o + od), (m, m + md), self._mask_shape[t]))
+                o, m = o + od, m + md
         self.agents: list[str] = []
         lows, highs = [], []
         for t in self.tiers:
@@ -234,7 +248,7 @@ class TNTNParallelEnv(ParallelEnv):
         with torch.inference_mode():  # numpy out: no tensor leaves, so autograd is skipped
             obs_t, masks_t = self.core.reset(seed=seed)
             self._obs_t = obs_t
-            decides = self._decides()
+            decides = self._decides_at(0)
             obs = self._observations(obs_t, masks_t)
         self.agents = list(self.possible_agents)
         self.last_metrics = {}
@@ -253,33 +267,47 @@ class TNTNParallelEnv(ParallelEnv):
         with torch.inference_mode():
             out = self.core.step(core_actions)
             obs = self._observations(out["obs"], out["masks"])
+            # every number of the infos and rewards in one host transfer: rewards, system
+            # metrics, region metrics [keys, J], then the voided and repaired counts there are
+            tiers, ng = self.tiers, self._num_agents
+            counts = [(key, t) for key in ("voided_agents", "repaired_agents") for t in tiers
+                      if t in out[key]]
+            vals = torch.cat([*(out["rewards"][t][0] for t in tiers),
+                              *(out["metrics"][k] for k in SYSTEM_METRICS),
+                              *(out["region"][k][0] for k in REGION_INFO_KEYS),
+                              *(out[key][t][0] for key, t in counts)]).tolist()
         self._obs_t = out["obs"]
-        truncated = bool(out["truncated"][0])
-        decides, decided = self._decides(), {t: bool(v[0]) for t, v in out["decided"].items()}
-        per_agent = {}
-        for key, src in (("voided_actions", out["voided_agents"]),
-                         ("repaired_actions", out["repaired_agents"])):
-            for tier in self.tiers:
-                counts = src[tier][0].tolist() if tier in src else [0] * len(self._names[tier])
-                for name, v in zip(self._names[tier], counts):
-                    per_agent.setdefault(name, {})[key] = int(v)
-        keys = list(out["metrics"])
-        system = dict(zip(keys, torch.stack([out["metrics"][k][0] for k in keys]).tolist()))
+        t_new = int(self.core.state.t[0])
+        truncated = t_new >= self.config.timing.episode_steps
+        decides, decided = self._decides_at(t_new), self._decides_at(t_new - 1)
+        n_rew, n_sys, n_reg = (sum(ng[t] for t in tiers), len(SYSTEM_METRICS),
+                               len(REGION_INFO_KEYS) * self.core.J)
+        system = dict(zip(SYSTEM_METRICS, vals[n_rew:n_rew + n_sys]))
         self.last_metrics = dict(system)
-        region = torch.stack([out["region"][k][0] for k in REGION_INFO_KEYS]).cpu().numpy()
-        rewards, infos = {}, {}
-        for tier in self.tiers:
+        region = np.asarray(vals[n_rew + n_sys:n_rew + n_sys + n_reg], dtype=np.float32).reshape(
+            len(REGION_INFO_KEYS), self.core.J)
+        found, start = {}, n_rew + n_sys + n_reg
+        for key, t in counts:
+            found[key, t] = vals[start:start + ng[t]]
+            start += ng[t]
+        rewards, infos, start = {}, {}, 0
+        for tier in tiers:
             names = self._names[tier]
-            rewards.update(zip(names, out["rewards"][tier][0].tolist()))
+            rewards.update(zip(names, vals[start:start + len(names)]))
+            start += len(names)
             if tier == "satellite":
                 scoped = [system]
             else:
-                vals = region if tier == "local" else region.reshape(
+                reg = region if tier == "local" else region.reshape(
                     len(REGION_INFO_KEYS), len(names), -1).mean(-1)
-                scoped = [dict(zip(REGION_INFO_KEYS, col)) for col in vals.T.tolist()]
-            common = {"decides": decides[tier], "decided": decided[tier]}
-            for name, metrics in zip(names, scoped):
-                infos[name] = {**metrics, **common, **per_agent[name]}
+                scoped = [dict(zip(REGION_INFO_KEYS, col)) for col in reg.T.tolist()]
+            zeros = [0] * len(names)
+            voided = found.get(("voided_agents", tier), zeros)
+            repaired = found.get(("repaired_agents", tier), zeros)
+            dt, dd = decides[tier], decided[tier]
+            for name, metrics, v, r in zip(names, scoped, voided, repaired):
+                infos[name] = {**metrics, "decides": dt, "decided": dd, "voided_actions": int(v),
+                               "repaired_actions": int(r)}
         agents = self.agents
         terminations = dict.fromkeys(agents, False)
         truncations = dict.fromkeys(agents, truncated)
@@ -287,17 +315,20 @@ class TNTNParallelEnv(ParallelEnv):
             self.agents = []
         return obs, rewards, terminations, truncations, infos
 
-    def _decides(self) -> dict:
-        return {t: bool(v[0]) for t, v in self.core.decides().items() if t in self.tiers}
+    def _decides_at(self, t: int) -> dict:
+        """Which tiers decide at step counter ``t`` (``core.decides`` for this env, on the host)."""
+        iv = self.core.decision_intervals
+        return {tier: t % iv[tier] == 0 for tier in self.tiers}
 
     def _observations(self, obs_t: dict, masks_t: dict) -> dict:
+        # one fresh host buffer for all observations and one for all masks (new arrays each
+        # step, so the caller may write into them); each agent gets views of its slices
+        obs = torch.cat([obs_t[t].reshape(-1) for t in self.tiers]).cpu().numpy()
+        masks = torch.cat([masks_t[t].reshape(-1) for t in self.tiers]).to(torch.int8).cpu()
+        masks = masks.numpy()
         out = {}
-        for tier in self.tiers:
-            o = obs_t[tier][0].cpu().numpy().copy()  # the caller may write into its arrays
-            m = masks_t[tier][0].cpu().numpy().astype(np.int8)
-            m = m.reshape(m.shape[0], *self._mask_shape[tier])
-            for i, name in enumerate(self._names[tier]):
-                out[name] = {"observation": o[i], "action_mask": m[i]}
+        for name, (o0, o1), (m0, m1), shape in self._slices:
+            out[name] = {"observation": obs[o0:o1], "action_mask": masks[m0:m1].reshape(shape)}
         return out
 
     def _to_core(self, actions) -> dict:
@@ -375,16 +406,18 @@ def _as_action(agent: str, value, dims: int) -> np.ndarray:
 
 
 def parallel_env(scenario: str = "sag", render_mode: str | None = None, device="cpu",
-                 action_mask_layout: str = "flat", **overrides) -> TNTNParallelEnv:
+                 action_mask_layout: str = "flat", compile: bool = False,
+                 **overrides) -> TNTNParallelEnv:
     """Build the PettingZoo env of a scenario preset with flat config overrides.
 
     ``parallel_env("sag", num_subbands=4, episode_steps=100, invalid_action="repair")``;
     unknown override names and bad values raise ``ValueError`` naming the field.
     ``action_mask_layout="stacked"``: the mask layout TorchRL's ``PettingZooWrapper`` expects
-    (see :class:`TNTNParallelEnv`).
+    (see :class:`TNTNParallelEnv`). ``compile=True``: the core's step through ``torch.compile``.
     """
     return TNTNParallelEnv(make_config(scenario, **overrides), render_mode=render_mode,
-                           device=device, action_mask_layout=action_mask_layout)
+                           device=device, action_mask_layout=action_mask_layout,
+                           compile=compile)
 
 
 __all__ = ["TNTNParallelEnv", "parallel_env", "REGION_INFO_KEYS", "ACTION_MASK_LAYOUTS"]

@@ -31,11 +31,15 @@ def _const(value, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     return torch.tensor(value, dtype=dtype, device=device)
 
 
-def _i(x: torch.Tensor, v: int) -> torch.Tensor:
+def _i(x: torch.Tensor, v: int):
+    if torch.compiler.is_compiling():  # a graph embeds plain numbers as constants
+        return v
     return _const(v, torch.int32, x.device)
 
 
-def _f(x: torch.Tensor, v: float) -> torch.Tensor:
+def _f(x: torch.Tensor, v: float):
+    if torch.compiler.is_compiling():
+        return v
     return _const(v, torch.float32, x.device)
 
 
@@ -113,7 +117,13 @@ def _codes(values: tuple, device: torch.device) -> torch.Tensor:
 
 def mix_many(key: torch.Tensor, values) -> torch.Tensor:
     """``torch.stack([mix(key, v) for v in values], -1)`` for int counters, in one pass."""
-    return _hash32_(key[..., None] ^ _codes(tuple(int(v) for v in values), key.device))
+    values = tuple(int(v) for v in values)
+    if torch.compiler.is_compiling():
+        codes = torch.tensor([hash32_int(v + _GOLDEN) for v in values], dtype=torch.int32,
+                             device=key.device)
+    else:
+        codes = _codes(values, key.device)
+    return _hash32_(key[..., None] ^ codes)
 
 
 def seed_to_key(seeds: torch.Tensor) -> torch.Tensor:

@@ -42,19 +42,30 @@ class MaskedMultiDiscrete(spaces.MultiDiscrete):
         flat_mask = mask is not None and not isinstance(mask, tuple) and self.nvec.ndim == 1
         if flat_mask and probability is None:
             m = self._flat(mask, "mask", stacked_ok=True)
-            if m.dtype != bool and not ((m == 0) | (m == 1)).all():
+            if m.dtype == np.int8 or m.dtype == np.uint8:
+                bad = bool((m.view(np.uint8) > 1).any())  # negative int8 reads as > 127
+            else:
+                bad = m.dtype != bool and not ((m == 0) | (m == 1)).all()
+            if bad:
                 raise ValueError("mask must be binary (0/1 or bool)")
             if not hasattr(self, "_dense_index"):
                 nvec = self.nvec.astype(np.int64)
                 rows = np.repeat(np.arange(len(nvec)), nvec)
                 cols = np.arange(int(nvec.sum())) - np.repeat(np.cumsum(nvec) - nvec, nvec)
-                self._dense_index = (rows, cols, (len(nvec), int(nvec.max())))
-            rows, cols, shape = self._dense_index
-            keys = np.zeros(shape)
-            keys[rows, cols] = np.where(m.astype(bool), 1.0 + self.np_random.random(len(m)), 0.0)
-            # argmax of i.i.d. uniforms over the allowed choices: uniform among them; none
-            # allowed -> index 0 (= start)
-            return (np.argmax(keys, axis=1) + self.start).astype(self.dtype)
+                shape = (len(nvec), int(nvec.max()))
+                # flat position of each choice in the dense [positions, max choices] layout;
+                # None where the flat layout already is that layout (all nvec equal)
+                index = None if self._stacked_shape else rows * shape[1] + cols
+                self._dense_index = (index, shape)
+            index, shape = self._dense_index
+            # 1 + U(0, 1) on the allowed choices, 0 elsewhere; argmax of i.i.d. uniforms over
+            # the allowed choices is uniform among them; none allowed -> index 0 (= start)
+            keys = (1.0 + self.np_random.random(m.size)) * m
+            if index is not None:
+                dense = np.zeros(shape[0] * shape[1])
+                dense[index] = keys
+                keys = dense
+            return (np.argmax(keys.reshape(shape), axis=1) + self.start).astype(self.dtype)
         if probability is not None and not isinstance(probability, tuple) \
                 and self.nvec.ndim == 1:
             p = self._flat(probability, "probability").astype(np.float64)

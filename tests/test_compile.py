@@ -1,0 +1,100 @@
+"""``compile=True``: the core's step through ``torch.compile`` agrees with the eager core.
+
+Compiling takes about a minute per graph on 2 cores; these tests compile three (the step
+with and without a large-scale refresh at E = 2, the step at E = 1), and reuse them where the
+graph is the same (torch's compile cache)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from test_batched import CFG, assert_out_close, assert_state_close, pick, scores_for
+
+import tntn_env
+from tntn_env import TNTNCore, make_config
+
+# Fused kernels round differently from eager ops: relative 1e-4, and absolute 1e-5 for the
+# observations' SNR features (dB / 20, measured up to 6e-6 apart), which pass through zero.
+RTOL, ATOL = 1e-4, 1e-5
+# Refresh every 3 steps: the steps cross both compiled variants, an episode end (7 steps)
+# and an auto-reset.
+SMALL = {**CFG, "large_scale_refresh_steps": 3, "episode_steps": 7}
+
+
+def _cores(invalid_action):
+    cfg = make_config("sag", **SMALL, invalid_action=invalid_action)
+    return TNTNCore(cfg, num_envs=2), TNTNCore(cfg, num_envs=2, compile=True)
+
+
+@torch.inference_mode()
+def test_compiled_core_matches_eager_and_repairs_alike():
+    eager, comp = _cores("repair")
+    oe, me = eager.reset(seed=[4, 11])
+    oc, mc = comp.reset(seed=[4, 11])
+    for t in eager.tiers:
+        assert torch.equal(me[t], mc[t])
+    gen = torch.Generator().manual_seed(1)
+    for step in range(10):
+        acts = pick(eager, me, scores_for(eager, gen))
+        if step == 4:  # a forbidden choice: both repair it, the compiled core after its check
+            acts["local"][0, 0, 0] = eager.K + 5
+        a = eager.step({k: v.clone() for k, v in acts.items()}, auto_reset=True)
+        b = comp.step({k: v.clone() for k, v in acts.items()}, auto_reset=True)
+        # float rounding differs between the fused kernels and eager ops; discrete outputs
+        # (masks, voided/repaired counts, truncation, decisions) are equal
+        assert_out_close(a, b, rtol=RTOL, atol=ATOL)
+        assert_state_close(eager.state, comp.state, rtol=RTOL, atol=ATOL)
+        if step == 4:
+            assert int(a["repaired"].sum()) == int(b["repaired"].sum()) == 1
+        if step % 3 == 0:
+            la, lb = eager.link_state(1), comp.link_state(1)
+            for k in la:
+                if np.issubdtype(la[k].dtype, np.floating):
+                    np.testing.assert_allclose(la[k], lb[k], rtol=RTOL, atol=1e-30, err_msg=k)
+                else:
+                    np.testing.assert_array_equal(la[k], lb[k], err_msg=k)
+        me = a["masks"]
+    assert comp.state.episode.tolist() == [1, 1]  # crossed the episode end
+
+
+@torch.inference_mode()
+def test_compiled_core_raises_like_eager():
+    eager, comp = _cores("raise")
+    _, masks = eager.reset(seed=0)
+    comp.reset(seed=0)
+    acts = pick(eager, masks, scores_for(eager, torch.Generator().manual_seed(0)))
+    acts["hap"][1, 0, 0] = eager.M + 7
+    msgs = []
+    for core in (eager, comp):
+        with pytest.raises(ValueError, match="out of range") as e:
+            core.step(acts)
+        msgs.append(str(e.value))
+    assert msgs[0] == msgs[1]
+    assert int(comp.state.t[0]) == 0  # the refused step left the state alone
+
+
+def test_compiled_pettingzoo_env_matches_eager():
+    envs = [tntn_env.parallel_env("sag", compile=c, **SMALL) for c in (False, True)]
+    obs = [e.reset(seed=3)[0] for e in envs]
+    space = envs[0].action_space
+    for a in envs[0].agents:
+        space(a).seed(5)
+    for _ in range(2):
+        acts = {a: space(a).sample(mask=obs[0][a]["action_mask"]) for a in envs[0].agents}
+        res = [e.step(acts) for e in envs]
+        obs = [r[0] for r in res]
+        for a in envs[0].agents:
+            np.testing.assert_array_equal(obs[0][a]["action_mask"], obs[1][a]["action_mask"])
+            np.testing.assert_allclose(obs[0][a]["observation"], obs[1][a]["observation"],
+                                       rtol=RTOL, atol=ATOL)
+            assert res[0][1][a] == pytest.approx(res[1][1][a], rel=RTOL, abs=ATOL)
+            ia, ib = res[0][4][a], res[1][4][a]
+            assert ia.keys() == ib.keys()
+            for k in ia:
+                assert ia[k] == pytest.approx(ib[k], rel=RTOL, abs=ATOL), (a, k)
+
+
+def test_compile_flag_is_validated():
+    with pytest.raises(ValueError, match="compile = 'yes' is invalid; allowed: True, False"):
+        tntn_env.parallel_env("sag", compile="yes")
