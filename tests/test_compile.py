@@ -1,8 +1,8 @@
 """``compile=True``: the core's step through ``torch.compile`` agrees with the eager core.
 
-Compiling takes about a minute per graph on 2 cores; these tests compile three (the step
-with and without a large-scale refresh at E = 2, the step at E = 1), and reuse them where the
-graph is the same (torch's compile cache)."""
+Compiling takes a minute or more per graph on 2 cores; these tests compile two (the step at E = 1
+with and without a large-scale refresh) and reuse them (torch's compile cache) for the
+PettingZoo env of the same config."""
 
 from __future__ import annotations
 
@@ -23,15 +23,17 @@ SMALL = {**CFG, "large_scale_refresh_steps": 3, "episode_steps": 7}
 
 
 def _cores(invalid_action):
+    """An eager and a compiled core at E = 1 in inference mode: the graphs of the PettingZoo
+    env of the same config (``invalid_action`` is not part of them), compiled once."""
     cfg = make_config("sag", **SMALL, invalid_action=invalid_action)
-    return TNTNCore(cfg, num_envs=2), TNTNCore(cfg, num_envs=2, compile=True)
+    return TNTNCore(cfg, num_envs=1), TNTNCore(cfg, num_envs=1, compile=True)
 
 
 @torch.inference_mode()
 def test_compiled_core_matches_eager_and_repairs_alike():
     eager, comp = _cores("repair")
-    oe, me = eager.reset(seed=[4, 11])
-    oc, mc = comp.reset(seed=[4, 11])
+    oe, me = eager.reset(seed=4)
+    oc, mc = comp.reset(seed=4)
     for t in eager.tiers:
         assert torch.equal(me[t], mc[t])
     gen = torch.Generator().manual_seed(1)
@@ -48,33 +50,17 @@ def test_compiled_core_matches_eager_and_repairs_alike():
         if step == 4:
             assert int(a["repaired"].sum()) == int(b["repaired"].sum()) == 1
         if step % 3 == 0:
-            la, lb = eager.link_state(1), comp.link_state(1)
+            la, lb = eager.link_state(0), comp.link_state(0)
             for k in la:
                 if np.issubdtype(la[k].dtype, np.floating):
                     np.testing.assert_allclose(la[k], lb[k], rtol=RTOL, atol=1e-30, err_msg=k)
                 else:
                     np.testing.assert_array_equal(la[k], lb[k], err_msg=k)
         me = a["masks"]
-    assert comp.state.episode.tolist() == [1, 1]  # crossed the episode end
+    assert comp.state.episode.tolist() == [1]  # crossed the episode end
 
 
-@torch.inference_mode()
-def test_compiled_core_raises_like_eager():
-    eager, comp = _cores("raise")
-    _, masks = eager.reset(seed=0)
-    comp.reset(seed=0)
-    acts = pick(eager, masks, scores_for(eager, torch.Generator().manual_seed(0)))
-    acts["hap"][1, 0, 0] = eager.M + 7
-    msgs = []
-    for core in (eager, comp):
-        with pytest.raises(ValueError, match="out of range") as e:
-            core.step(acts)
-        msgs.append(str(e.value))
-    assert msgs[0] == msgs[1]
-    assert int(comp.state.t[0]) == 0  # the refused step left the state alone
-
-
-def test_compiled_pettingzoo_env_matches_eager():
+def test_compiled_pettingzoo_env_matches_eager_and_raises_alike():
     envs = [tntn_env.parallel_env("sag", compile=c, **SMALL) for c in (False, True)]
     obs = [e.reset(seed=3)[0] for e in envs]
     space = envs[0].action_space
@@ -93,6 +79,18 @@ def test_compiled_pettingzoo_env_matches_eager():
             assert ia.keys() == ib.keys()
             for k in ia:
                 assert ia[k] == pytest.approx(ib[k], rel=RTOL, abs=ATOL), (a, k)
+    # an out-of-range choice: the compiled step hands it to the eager check, which raises the
+    # same message and leaves the state alone
+    acts = {a: space(a).sample(mask=obs[0][a]["action_mask"]) for a in envs[0].agents}
+    acts["hap_1"] = acts["hap_1"].copy()
+    acts["hap_1"][0] = envs[0].core.M + 7
+    msgs = []
+    for env in envs:
+        with pytest.raises(ValueError, match="out of range") as e:
+            env.step(acts)
+        msgs.append(str(e.value))
+    assert msgs[0] == msgs[1]
+    assert int(envs[1].core.state.t[0]) == 2
 
 
 def test_compile_flag_is_validated():
