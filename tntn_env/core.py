@@ -126,7 +126,7 @@ class TNTNCore:
             ``config.invalid_action``). Trainers that sample from masked heads may turn it off.
         compile: run the step's transition (scoring, next state, observations, masks) through
             ``torch.compile`` (see :meth:`step`). Off by default: it needs a C++ compiler, and
-            the first step and the first large-scale refresh step compile for about a minute
+            the first step and the first large-scale refresh step compile for one to two minutes
             each on a 2-core CPU (seconds when torch's compile cache has them).
     """
 

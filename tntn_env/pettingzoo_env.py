@@ -154,7 +154,7 @@ class TNTNParallelEnv(ParallelEnv):
     - ``device``: torch device of the core (``"cpu"`` by default).
     - ``action_mask_layout``: ``"flat"`` (default) or ``"stacked"`` (see Observation Space).
     - ``compile``: run the core's step through ``torch.compile`` (``TNTNCore(compile=True)``):
-      several times more steps per second, after about a minute of compiling at the first step
+      several times more steps per second, after one to two minutes of compiling at the first step
       and again at the first large-scale refresh step (10th) on a 2-core CPU, seconds when
       torch's compile cache already holds them; needs a C++ compiler. Results agree with the
       eager core to float rounding, not bit for bit.
