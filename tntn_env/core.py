@@ -208,10 +208,9 @@ class TNTNCore:
         self._last_state: CoreState | None = None
         self._build_obs_specs()
         self.compiled = compile
-        # one compiled graph per (refresh flag, grad mode) variant; E is static
-        # inductor options: no size/stride asserts on the inputs (dynamo's guards check them
-        # already; ~1 us each per call), one thread for small batches (OpenMP fork/join
-        # costs more than it saves below a few envs)
+        # One graph per (refresh flag, grad mode) variant; E is static. Inductor options: no
+        # size/stride asserts on the inputs (dynamo's guards check them already; ~1 us each per
+        # call), one thread for small batches (OpenMP fork/join costs more than it saves).
         opts = {"size_asserts": False}
         if num_envs < 8:
             opts["cpp.threads"] = 1
@@ -929,8 +928,7 @@ class TNTNCore:
             raise RuntimeError("call reset() before step()")
         st = self.state
         t = self._host_t()
-        full = (self._refresh_mode(st.t + 1) if t is None
-                else (t + 1) % self.cfg.channel.large_scale_refresh_steps == 0)
+        full = self._refresh_mode(st, t)
         if self._transition_compiled is not None and full is not None:
             # one graph: which tiers decide, the mask check, scoring, next state, observations,
             # masks (envs out of refresh phase, after partial resets, take the eager path below)
@@ -965,8 +963,7 @@ class TNTNCore:
             obs = None
         elif masks is not None:
             self._masks = masks
-        elif (any(bool(dec[u].any()) for u in self.tiers if u != "local") if t is None
-              else any(t % self.decision_intervals[u] == 0 for u in self.tiers if u != "local")):
+        elif self._upper_decided(dec, t):
             self._masks = self.masks()  # masks depend only on the allocation, changed this step
         out["obs"] = obs if obs is not None else self.observe()
         out["masks"] = self._masks
@@ -998,13 +995,25 @@ class TNTNCore:
         known = self._t_known
         return known[1] if known is not None and known[0] is self.state else None
 
-    def _refresh_mode(self, t1: torch.Tensor):
-        """True if every env refreshes its large-scale channel at step counters ``t1``, False if
-        none does, None if some do (envs out of phase after partial resets)."""
-        refresh = (t1 % self.cfg.channel.large_scale_refresh_steps) == 0
+    def _refresh_mode(self, st: CoreState, t: int | None):
+        """True if every env refreshes its large-scale channel on the step after ``st``, False if
+        none does, None if some do (envs out of phase after partial resets). ``t``: the host
+        step counter (:meth:`_host_t`), which spares the device sync where known."""
+        every = self.cfg.channel.large_scale_refresh_steps
+        if t is not None:
+            return (t + 1) % every == 0
+        refresh = ((st.t + 1) % every) == 0
         if bool(refresh.all()):
             return True
         return None if bool(refresh.any()) else False
+
+    def _upper_decided(self, dec: dict, t: int | None) -> bool:
+        """Whether any upper tier decided on the step just taken in any env (``dec`` as
+        :meth:`decides` gave it; from the host step counter ``t`` where known)."""
+        upper = [u for u in self.tiers if u != "local"]
+        if t is None:
+            return any(bool(dec[u].any()) for u in upper)
+        return any(t % self.decision_intervals[u] == 0 for u in upper)
 
     def system_metrics(self, sc: Scored) -> dict:
         """System-level metrics of a scored step, name -> [E] (names: ``SYSTEM_METRICS``)."""
@@ -1022,8 +1031,8 @@ class TNTNCore:
         }
 
     def _advance(self, st: CoreState, sc: Scored, full: bool | None) -> CoreState:
-        """Mobility, demand and the next channel realisation; ``full`` as
-        :meth:`_refresh_mode` gives it for the next step counters."""
+        """Mobility, demand and the next channel realisation; ``full`` as :meth:`_refresh_mode`
+        gives it."""
         E, dev, d = st.key.numel(), self.device, self.cfg.demand
         t1 = st.t + 1
         # this step's stream keys, [E, 1] each

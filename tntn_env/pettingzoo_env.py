@@ -267,19 +267,23 @@ class TNTNParallelEnv(ParallelEnv):
         with torch.inference_mode():
             out = self.core.step(core_actions)
             obs = self._observations(out["obs"], out["masks"])
-            # every number of the infos and rewards in one host transfer: rewards, system
-            # metrics, region metrics [keys, J], then the voided and repaired counts there are
+            # every number of the infos and rewards in one host transfer: truncation, the step
+            # counter, whether each tier decided, rewards, system metrics, region metrics
+            # [keys, J], then the voided and repaired counts there are
             tiers, ng = self.tiers, self._num_agents
             counts = [(key, t) for key in ("voided_agents", "repaired_agents") for t in tiers
                       if t in out[key]]
-            vals = torch.cat([*(out["rewards"][t][0] for t in tiers),
+            vals = torch.cat([out["truncated"], self.core.state.t,
+                              *(out["decided"][t] for t in tiers),
+                              *(out["rewards"][t][0] for t in tiers),
                               *(out["metrics"][k] for k in SYSTEM_METRICS),
                               *(out["region"][k][0] for k in REGION_INFO_KEYS),
                               *(out[key][t][0] for key, t in counts)]).tolist()
         self._obs_t = out["obs"]
-        t_new = int(self.core.state.t[0])
-        truncated = t_new >= self.config.timing.episode_steps
-        decides, decided = self._decides_at(t_new), self._decides_at(t_new - 1)
+        truncated, t_new = bool(vals[0]), int(vals[1])
+        decided = {t: bool(v) for t, v in zip(tiers, vals[2:2 + len(tiers)])}
+        decides = self._decides_at(t_new)
+        vals = vals[2 + len(tiers):]
         n_rew, n_sys, n_reg = (sum(ng[t] for t in tiers), len(SYSTEM_METRICS),
                                len(REGION_INFO_KEYS) * self.core.J)
         system = dict(zip(SYSTEM_METRICS, vals[n_rew:n_rew + n_sys]))
