@@ -54,18 +54,25 @@ class MaskedMultiDiscrete(spaces.MultiDiscrete):
                 cols = np.arange(int(nvec.sum())) - np.repeat(np.cumsum(nvec) - nvec, nvec)
                 shape = (len(nvec), int(nvec.max()))
                 # flat position of each choice in the dense [positions, max choices] layout;
-                # None where the flat layout already is that layout (all nvec equal)
+                # None where the flat layout already is that layout (all nvec equal). The
+                # dense buffer is reused: only the index positions are ever written, the
+                # padding stays 0.
                 index = None if self._stacked_shape else rows * shape[1] + cols
-                self._dense_index = (index, shape)
-            index, shape = self._dense_index
+                dense = None if index is None else np.zeros(shape[0] * shape[1])
+                self._dense_index = (index, shape, dense, bool(np.any(self.start)))
+            index, shape, dense, shifted = self._dense_index
             # 1 + U(0, 1) on the allowed choices, 0 elsewhere; argmax of i.i.d. uniforms over
             # the allowed choices is uniform among them; none allowed -> index 0 (= start)
-            keys = (1.0 + self.np_random.random(m.size)) * m
+            keys = self.np_random.random(m.size)
+            keys += 1.0
+            keys *= m
             if index is not None:
-                dense = np.zeros(shape[0] * shape[1])
                 dense[index] = keys
                 keys = dense
-            return (np.argmax(keys.reshape(shape), axis=1) + self.start).astype(self.dtype)
+            out = np.argmax(keys.reshape(shape), axis=1)
+            if shifted:
+                out += self.start
+            return out.astype(self.dtype, copy=False)
         if probability is not None and not isinstance(probability, tuple) \
                 and self.nvec.ndim == 1:
             p = self._flat(probability, "probability").astype(np.float64)
