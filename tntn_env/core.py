@@ -718,7 +718,11 @@ class TNTNCore:
         tiers): pass ``{"satellite": a_s}`` to get HAP and local masks consistent with a_s, then
         add ``"hap"`` to get local masks consistent with both.
         """
-        sat, hap, _ = self._upper_choices(self.state, actions, self.decides())
+        return self._masks_after(self.state, actions, self.decides())
+
+    def _masks_after(self, st: CoreState, actions: dict, dec: dict) -> dict:
+        """:meth:`masks_for` on state ``st`` with decisions ``dec`` (the compiled step's form)."""
+        sat, hap, _ = self._upper_choices(st, actions, dec)
         return self._masks_from(sat, hap)
 
     # ------------------------------------------------------------------ action checking
@@ -758,7 +762,7 @@ class TNTNCore:
         for tier in self.tiers:
             m = masks[tier]
             if upper:
-                m = m | self._masks_from(*self._upper_choices(st, upper, dec)[:2])[tier]
+                m = m | self._masks_after(st, upper, dec)[tier]
             a_ok = self._allowed(tier, actions[tier], m).all()
             ok = a_ok if ok is None else ok & a_ok
             if tier != "local":

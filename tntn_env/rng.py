@@ -109,20 +109,20 @@ def mix(key: torch.Tensor, value) -> torch.Tensor:
     return _hash32_(key ^ _i(key, hash32_int(int(value) + _GOLDEN)))
 
 
-@functools.cache
-def _codes(values: tuple, device: torch.device) -> torch.Tensor:
+def _codes_of(values: tuple, device: torch.device) -> torch.Tensor:
+    """Counter codes (:func:`counter_code`) of int counters, as one int32 tensor."""
     return torch.tensor([hash32_int(v + _GOLDEN) for v in values], dtype=torch.int32,
                         device=device)
+
+
+_codes = functools.cache(_codes_of)  # eager calls reuse one tensor per (values, device)
 
 
 def mix_many(key: torch.Tensor, values) -> torch.Tensor:
     """``torch.stack([mix(key, v) for v in values], -1)`` for int counters, in one pass."""
     values = tuple(int(v) for v in values)
-    if torch.compiler.is_compiling():
-        codes = torch.tensor([hash32_int(v + _GOLDEN) for v in values], dtype=torch.int32,
-                             device=key.device)
-    else:
-        codes = _codes(values, key.device)
+    # a graph embeds the codes as a constant; the cache would hand it a tensor made outside
+    codes = (_codes_of if torch.compiler.is_compiling() else _codes)(values, key.device)
     return _hash32_(key[..., None] ^ codes)
 
 
