@@ -17,8 +17,8 @@ ten), beside the time the target allows (1,000 * E / 50,000 ms).
 PettingZoo part: the E = 1 env with each agent's ``action_space(a).sample(mask=...)``, as
 ``bench_env.py`` measures it. Per step: sampling, ``env.step``, and inside it ``core.step``
 (compiled: the graph call), the observation and mask packing, and the rest of the view; the
-minimum and median over ``--pz-steps`` steps, since this machine's speed swings between
-minutes. Eager only: torch ops dispatched per step, counted over 20 steps.
+minimum and median over ``--pz-steps`` steps, since a small CPU machine's speed can swing by
+~2x from one step to the next. Eager only: torch ops dispatched per step, counted over 20 steps.
 
 ``--draw-layouts``: the observation's fading draw (the [E, J, K, N] links from each region's
 subband holders to its users) timed four ways at ``--envs``: eager and compiled, on the core's
