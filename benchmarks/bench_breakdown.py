@@ -47,14 +47,15 @@ CORE_PARTS = ("_score", "observe", "_advance", "_large_scale", "_gain")
 TARGET_CORE, TARGET_PZ = 50_000, 1_000
 
 
-def _timed(fn, acc: dict, name: str, samples: dict | None = None):
-    """``fn`` with its wall time added to ``acc[name]`` (and each call's to ``samples[name]``)."""
+def _timed(fn, name: str, acc: dict | None = None, samples: dict | None = None):
+    """``fn`` with its wall time added to ``acc[name]`` and/or appended to ``samples[name]``."""
     @functools.wraps(fn)
     def wrapper(*a, **k):
         t0 = time.perf_counter()
         out = fn(*a, **k)
         dt = time.perf_counter() - t0
-        acc[name] += dt
+        if acc is not None:
+            acc[name] += dt
         if samples is not None:
             samples[name].append(dt)
         return out
@@ -70,7 +71,7 @@ def core_breakdown(num_envs: int, steps: int) -> dict:
         out = core.step(random_masked_actions(core, out["masks"], gen), auto_reset=True)
     acc = dict.fromkeys(CORE_PARTS, 0.0)
     for name in CORE_PARTS:  # instance attributes shadow the methods the core calls
-        setattr(core, name, _timed(getattr(core, name), acc, name))
+        setattr(core, name, _timed(getattr(core, name), name, acc=acc))
     total = 0.0
     for _ in range(steps):
         acts = random_masked_actions(core, out["masks"], gen)
@@ -122,13 +123,12 @@ def pettingzoo_breakdown(steps: int, compile: bool) -> dict:
             for _ in range(20):
                 obs = step(obs)
         ops = counter.count / 20
-    acc = collections.defaultdict(float)
     samples = collections.defaultdict(list)
-    env.core.step = _timed(env.core.step, acc, "core.step", samples)
-    env._observations = _timed(env._observations, acc, "observations", samples)
+    env.core.step = _timed(env.core.step, "core.step", samples=samples)
+    env._observations = _timed(env._observations, "observations", samples=samples)
     if compile:
-        env.core._transition_compiled = _timed(env.core._transition_compiled, acc, "graph call",
-                                               samples)
+        env.core._transition_compiled = _timed(env.core._transition_compiled, "graph call",
+                                               samples=samples)
     t_start = time.perf_counter()
     for _ in range(steps):
         if not env.agents:
