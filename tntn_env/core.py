@@ -210,10 +210,14 @@ class TNTNCore:
         self.compiled = compile
         # One graph per (refresh flag, grad mode) variant; E is static. Inductor options: no
         # size/stride asserts on the inputs (dynamo's guards check them already; ~1 us each per
-        # call), one thread for small batches (OpenMP fork/join costs more than it saves).
+        # call). For small batches: one thread (OpenMP fork/join costs more than it saves) and
+        # scalar C++ (simdlen 1): the inner loops are a few elements long, so 8-lane vectors
+        # run mostly masked tails; scalar code is as fast at E = 1 and compiles in ~2/3 of the
+        # time (README, Benchmarks).
         opts = {"size_asserts": False}
         if num_envs < 8:
             opts["cpp.threads"] = 1
+            opts["cpp.simdlen"] = 1
         self._transition_compiled = (torch.compile(self._transition, dynamic=False, options=opts)
                                      if compile else None)
 
