@@ -125,3 +125,27 @@ def test_rician_k_factor_broadcasts_like_the_formula():
     inv = 1.0 / (k + 1.0)
     ref = k * inv + 2.0 * torch.sqrt(k * inv * 0.5 * inv) * x + 0.5 * inv * r2
     assert torch.equal(rng.rician_power(keys, idx, k), ref)
+
+
+def test_consumed_inputs_give_the_same_draws():
+    """``consume=True`` hashes the caller's index in place and reuses the hash's int32 buffers as
+    the float32 uniforms; the draws equal the non-consuming ones, for int32 and int64 indices,
+    full-shape and broadcast ones, in the shapes the core uses (a few MB: vectorised loops)."""
+    keys = rng.seed_to_key(torch.arange(64))[:, None, None]
+    idx = (torch.arange(40)[:, None] * 1000 + torch.arange(250)[None]).to(torch.int32)
+    idx = idx.expand(64, 40, 250).contiguous()
+    k = torch.rand(64, 40, 250) * 10
+    ref = rng.rician_power(keys, idx, k)
+    got = rng.rician_power(keys, idx.clone(), k.clone(), consume=True)
+    assert torch.equal(got, ref)
+    # an index that cannot be consumed (int64, or broadcast against the key) is left alone
+    for i in (idx.long(), idx[:1]):
+        before = i.clone()
+        rng.rician_power(keys, i, k.clone(), consume=True)
+        assert torch.equal(i, before)
+    # the uniforms of one hash, as float32 views of its buffers, equal fresh conversions
+    u1, u2 = rng._halves(keys, idx)
+    h = rng._bits(keys, idx)
+    assert torch.equal(u1, ((h >> 16) & 0xFFFF).float().add(0.5).mul(1.0 / 65536))
+    assert torch.equal(u2, (h & 0xFFFF).float().add(0.5).mul(1.0 / 65536))
+    assert u1.dtype == u2.dtype == torch.float32

@@ -562,7 +562,10 @@ class TNTNCore:
         link = rng.to_i32(tx * (self.Ut * self.N)) + rng.to_i32(user * self.N + n)
         if not self._correlated:
             kt = self._fade_key(st).view(E, *([1] * (len(shape) - 1)))
-            return ls * rng.rician_power(kt, link, kf)
+            # link and kf are fresh here: the draw may reuse their memory
+            out = rng.rician_power(kt, link, kf, consume=True)  # fresh, the links' shape
+            out *= ls
+            return out
         fl = st.fade.reshape(E, -1, 2)
         li = link.long().reshape(E, -1, 1).expand(-1, -1, 2)
         xy = torch.gather(fl, 1, li).view(*shape, 2)
@@ -872,9 +875,12 @@ class TNTNCore:
         c_safe = c.clamp(max=X - 1)
         g = self._gain(st, c_safe, u_glob[..., None], n_ar)  # [E, J, N, T, J]
         pw = torch.gather(txp.view(E, -1), 1, (c * N + n_ar).reshape(E, -1)).view(c.shape)
-        rx = g * pw
+        rx = g
+        rx *= pw  # in place: g is a fresh tensor
         sig = rx[..., J - 1]
-        interf = (rx[..., :J - 1] * (c[..., :J - 1] != c[..., J - 1:])).sum(-1)
+        other = rx[..., :J - 1]
+        other *= c[..., :J - 1] != c[..., J - 1:]  # the serving transmitter is no interferer
+        interf = other.sum(-1)
         inr = 1.0 + interf / self.noise_w
         sinr = torch.where(served, sig / (interf + self.noise_w), 0.0)
         div = self._tx_div[hidx][..., None]
@@ -1134,9 +1140,15 @@ class TNTNCore:
                                   self.I, self.B)
         dev, tm, net = self.device, self.cfg.timing, self.cfg.network
         holder, beam_has, sat_direct = self._allocation(st.sat_choice, st.hap_choice)
-        # SNR features from large-scale gains at a 1/N power share (dB / 20, clipped to +-3).
-        def snr_feat(lin):
-            return (10 * torch.log10(lin.clamp(min=1e-30) / self.noise_w) / 20).clamp(-3, 3)
+        # SNR features from large-scale gains at a 1/N power share (dB / 20, clipped to +-3),
+        # in place on a fresh tensor (the roundings of the out-of-place form)
+        def snr_feat_(lin):
+            lin.clamp_(min=1e-30)
+            lin /= self.noise_w
+            lin.log10_()
+            lin *= 10
+            lin /= 20
+            return lin.clamp_(-3, 3)
 
         pw = st.power_w / N  # [E, 4]: TBS, UAV, HAP, satellite beam
         lsr = st.ls_gain.view(E, self.X, J, K)
@@ -1151,7 +1163,7 @@ class TNTNCore:
         best = node.max(2).values  # best terrestrial node per user
         # per region, mean over its users: each node, the HAP spot beam, the satellite beam,
         # the best terrestrial node (one pass for all)
-        feat = snr_feat(torch.cat([node, spot[:, :, None], sat_own[:, :, None],
+        feat = snr_feat_(torch.cat([node, spot[:, :, None], sat_own[:, :, None],
                                    best[:, :, None]], 2)).mean(-1)  # [E, J, M + 3]
         node_snr, spot_snr, sat_snr, tn_snr = (feat[..., :M], feat[..., M], feat[..., M + 1],
                                                feat[..., M + 2])
@@ -1189,7 +1201,8 @@ class TNTNCore:
                        torch.arange(N, device=dev).view(1, 1, 1, N))  # [E, J, K, N]
         p = torch.gather(self.stream_power_w(holder, st), 1,
                          holder.clamp(min=0).view(E, -1)).view(E, J, 1, N)
-        hsnr = torch.where(holder[:, :, None, :] >= 0, snr_feat(g * p), 0.0).view(E, J, -1)
+        g *= p
+        hsnr = snr_feat_(g).masked_fill_(holder[:, :, None, :] < 0, 0.0).view(E, J, -1)
         size = net.region_size_m
         uxy = (st.user_xy.view(E, J, K, 2) - self.topo.region_centre_xy[None, :, None]) / size
         rate = st.last_rate.view(E, J, K) / self.cfg.reward.rate_scale_bps

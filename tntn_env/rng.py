@@ -61,11 +61,15 @@ def _srl(x: torch.Tensor, k: int) -> torch.Tensor:
     return out
 
 
-def _hash32_(h: torch.Tensor) -> torch.Tensor:
+def _hash32_(h: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
     """:func:`hash32` in place on ``h`` (int32, owned by the caller); returns ``h``.
-    Two buffers in all instead of one per operation (the passes are memory-bound)."""
+    Two buffers in all instead of one per operation (the passes are memory-bound); ``t``, if
+    given, is the second (int32, h's shape, overwritten)."""
     lo16, mult = _i(h, 0xFFFF), _i(h, _MULT)
-    t = torch.bitwise_right_shift(h, 16)
+    if t is None:
+        t = torch.bitwise_right_shift(h, 16)
+    else:
+        torch.bitwise_right_shift(h, 16, out=t)
     t &= lo16
     h ^= t
     h *= mult
@@ -133,15 +137,32 @@ def seed_to_key(seeds: torch.Tensor) -> torch.Tensor:
     return hash32(lo ^ hash32(hi ^ _i32_const(0x5BD1E995)))
 
 
-def _bits(key: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+def _bits(key: torch.Tensor, index: torch.Tensor, consume: bool = False,
+          t: torch.Tensor | None = None) -> torch.Tensor:
+    """The hash of (key, index). ``consume``: ``index`` is the caller's scratch (a fresh int32
+    tensor), hashed in place where it has the full broadcast shape. ``t`` as for _hash32_."""
     if index.dtype != torch.int32:
         index = index.to(torch.int32)  # indices are < 2**31 by construction
-    return _hash32_(key ^ index)
+    elif consume and torch.broadcast_shapes(key.shape, index.shape) == index.shape:
+        index ^= key
+        return _hash32_(index, t)
+    return _hash32_(key ^ index, t)
 
 
 def _unit(x: torch.Tensor, scale: float) -> torch.Tensor:
     """(float(x) + 0.5) * scale in float32, x an int32 bit field."""
     u = x.to(torch.float32)
+    u += _f(u, 0.5)
+    u *= _f(u, scale)
+    return u
+
+
+def _unit_(x: torch.Tensor, scale: float) -> torch.Tensor:
+    """:func:`_unit` in x's own memory (x: int32, contiguous, owned; it is overwritten): the
+    float32 view of the same bytes, converted element by element in place (each element is
+    read before it is written), instead of a fresh multi-MB tensor."""
+    u = x.view(torch.float32)
+    u.copy_(x)
     u += _f(u, 0.5)
     u *= _f(u, scale)
     return u
@@ -153,18 +174,24 @@ def uniform(key: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return _unit(_srl(h, 8), 1.0 / (1 << 24))
 
 
-def _halves(key, index):
-    h = _bits(key, index)
-    u1 = _unit(_srl(h, 16), 1.0 / 65536)
-    h &= _i(h, 0xFFFF)
-    return u1, _unit(h, 1.0 / 65536)
+def _halves(key, index, consume: bool = False):
+    """Two uniforms from the 16-bit halves of one hash, in two int32 buffers reused as float32
+    (the hash's own and its scratch)."""
+    shape = torch.broadcast_shapes(key.shape, index.shape)
+    t = torch.empty(shape, dtype=torch.int32, device=index.device)
+    h = _bits(key, index, consume, t)
+    lo16 = _i(h, 0xFFFF)
+    torch.bitwise_right_shift(h, 16, out=t)
+    t &= lo16
+    h &= lo16
+    return _unit_(t, 1.0 / 65536), _unit_(h, 1.0 / 65536)
 
 
-def _radius2_normal(key, index):
+def _radius2_normal(key, index, consume: bool = False):
     """(r^2, x): r^2 = -2 log(u1) and a standard normal x = sqrt(r^2) cos(2 pi u2), Box-Muller
     on the two 16-bit halves of one hash."""
-    u1, u2 = _halves(key, index)
-    r2 = torch.log(u1)
+    u1, u2 = _halves(key, index, consume)
+    r2 = u1.log_()
     r2 *= _f(r2, -2.0)
     x = torch.sqrt(r2)
     u2 *= _f(u2, _TWO_PI)
@@ -177,24 +204,37 @@ def normal(key: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return _radius2_normal(key, index)[1]
 
 
-def rician_power(key: torch.Tensor, index: torch.Tensor, k_factor: torch.Tensor) -> torch.Tensor:
+def rician_power(key: torch.Tensor, index: torch.Tensor, k_factor: torch.Tensor,
+                 consume: bool = False) -> torch.Tensor:
     """|h|^2 of a unit-mean Rician fading coefficient with linear K-factor (K = 0: Rayleigh).
 
     h = sqrt(K/(K+1)) + sqrt(1/(K+1)) * CN(0, 1); the complex normal comes from one hash by
     Box-Muller on its two 16-bit halves (r^2 = x^2 + y^2 of two standard normals).
+    ``consume``: ``index`` (int32) and ``k_factor`` are fresh tensors of the caller's that may be
+    overwritten (fewer multi-MB allocations; the same values).
     """
-    r2, x = _radius2_normal(key, index)
+    r2, x = _radius2_normal(key, index, consume)
     half = _f(r2, 0.5)
     # |mu + s (x + i y)|^2 with mu^2 = K/(K+1), s^2 = 1/(2(K+1)):
     # (K/(K+1) + 2 sqrt(K/(K+1) * 0.5/(K+1)) x) + 0.5/(K+1) r^2, with the same roundings as
     # that expression (products and sums commute exactly); k_factor broadcasts against the draws
-    inv = torch.reciprocal(k_factor + _f(r2, 1.0))
-    a = k_factor * inv
-    b = a * half
-    b *= inv
-    torch.sqrt(b, out=b)
-    b *= _f(b, 2.0)
-    out = b * x
+    # (in place where a buffer is free: a fresh multi-MB tensor costs more than the pass that
+    # fills it on CPU, page faults included; the roundings are the same)
+    inv = k_factor + _f(r2, 1.0)
+    inv.reciprocal_()
+    if consume:  # inv has k_factor's shape
+        a = k_factor
+        a *= inv
+    else:
+        a = k_factor * inv
+    out = a * half
+    out *= inv
+    out.sqrt_()
+    out *= _f(out, 2.0)
+    if torch.broadcast_shapes(out.shape, x.shape) == out.shape:
+        out *= x
+    else:  # a K-factor broadcast against the draws (e.g. one per env)
+        out = out * x
     out += a
     inv *= half
     if r2.shape == out.shape:
