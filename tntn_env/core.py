@@ -46,6 +46,13 @@ _S_WALK, _S_FADE_RE, _S_SHADOW, _S_LOS, _S_FADE_INIT = 6, 7, 9, 10, 11
 _FIELD_CELLS = 4096  # spatial-field grid cells per axis (positions wrap beyond)
 
 
+def _one_hot(idx: torch.Tensor, n: int) -> torch.Tensor:
+    """``one_hot(idx, n).float()`` written straight into float32 (no int64 tensor between);
+    ``idx`` holds valid indices by construction."""
+    out = torch.zeros(*idx.shape, n, device=idx.device)
+    return out.scatter_(-1, idx.unsqueeze(-1), 1.0)
+
+
 @dataclass
 class CoreState:
     """Everything that evolves; leading dim E. Replaced, never mutated in place."""
@@ -1178,14 +1185,14 @@ class TNTNCore:
         dem = st.demand_bps.view(E, J, K) / self.cfg.demand.base_demand_bps
         out = {}
         if "satellite" in self.tiers:
-            parts = [torch.nn.functional.one_hot(st.sat_choice, B + 2).view(E, -1).float(),
+            parts = [_one_hot(st.sat_choice, B + 2).view(E, -1),
                      dem.mean(-1), st.last_served, st.last_se, sat_snr, tn_snr,
                      prog, until_sat]
             out["satellite"] = torch.cat(parts, 1)[:, None]
         if "hap" in self.tiers:
             bh = beam_has.view(E, I, R, N)[:, :, 0].float()
             sd = sat_direct.view(E, I, R, N)[:, :, 0].float()
-            alloc = torch.nn.functional.one_hot(st.hap_choice, M + 2).view(E, I, -1).float()
+            alloc = _one_hot(st.hap_choice, M + 2).view(E, I, -1)
             ns = torch.cat([node_snr, spot_snr[..., None]], -1).view(E, I, -1)
             timing = torch.cat([prog, until_hap, until_sat], 1)
             parts = [bh, sd, alloc, dem.mean(-1).view(E, I, R), st.last_served.view(E, I, R),
@@ -1194,7 +1201,7 @@ class TNTNCore:
             out["hap"] = torch.cat(parts, -1)
         # Local: holder kind, holder SNR per (user, subband) on this step's realisation.
         kind = torch.where(holder >= 0, self.topo.tx_kind[holder.clamp(min=0)] + 1, 0)
-        hk = torch.nn.functional.one_hot(kind, 5).view(E, J, -1).float()
+        hk = _one_hot(kind, 5).view(E, J, -1)
         u_glob = (j_ar[:, None] * K + torch.arange(K, device=dev)[None])  # [J, K]
         hs = holder.clamp(min=0)[:, :, None, :]  # [E, J, 1, N]
         g = self._gain(st, hs, u_glob[None, :, :, None],
