@@ -49,7 +49,7 @@ _FIELD_CELLS = 4096  # spatial-field grid cells per axis (positions wrap beyond)
 def _one_hot(idx: torch.Tensor, n: int) -> torch.Tensor:
     """``one_hot(idx, n).float()`` written straight into float32 (no int64 tensor between);
     ``idx`` holds valid indices by construction."""
-    out = torch.zeros(*idx.shape, n, device=idx.device)
+    out = torch.zeros(*idx.shape, n, dtype=torch.float32, device=idx.device)
     return out.scatter_(-1, idx.unsqueeze(-1), 1.0)
 
 

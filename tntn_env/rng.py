@@ -158,7 +158,7 @@ def _unit(x: torch.Tensor, scale: float) -> torch.Tensor:
 
 
 def _unit_(x: torch.Tensor, scale: float) -> torch.Tensor:
-    """:func:`_unit` in x's own memory (x: int32, contiguous, owned; it is overwritten): the
+    """:func:`_unit` in x's own memory (x: int32, owned by the caller; it is overwritten): the
     float32 view of the same bytes, converted element by element in place (each element is
     read before it is written), instead of a fresh multi-MB tensor."""
     u = x.view(torch.float32)
