@@ -54,11 +54,11 @@ def _i32_const(v: int) -> int:
     return v - (1 << 32) if v >= (1 << 31) else v
 
 
-def _srl(x: torch.Tensor, k: int) -> torch.Tensor:
-    """Logical right shift of an int32 bit pattern (a new tensor)."""
-    out = torch.bitwise_right_shift(x, k)
-    out &= _i(x, (1 << (32 - k)) - 1)
-    return out
+def _srl_(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Logical right shift of an int32 bit pattern, in place on x (owned by the caller)."""
+    torch.bitwise_right_shift(x, k, out=x)
+    x &= _i(x, (1 << (32 - k)) - 1)
+    return x
 
 
 def _hash32_(h: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
@@ -149,18 +149,11 @@ def _bits(key: torch.Tensor, index: torch.Tensor, consume: bool = False,
     return _hash32_(key ^ index, t)
 
 
-def _unit(x: torch.Tensor, scale: float) -> torch.Tensor:
-    """(float(x) + 0.5) * scale in float32, x an int32 bit field."""
-    u = x.to(torch.float32)
-    u += _f(u, 0.5)
-    u *= _f(u, scale)
-    return u
-
-
 def _unit_(x: torch.Tensor, scale: float) -> torch.Tensor:
-    """:func:`_unit` in x's own memory (x: int32, owned by the caller; it is overwritten): the
-    float32 view of the same bytes, converted element by element in place (each element is
-    read before it is written), instead of a fresh multi-MB tensor."""
+    """(float(x) + 0.5) * scale in float32, x an int32 bit field, in x's own memory (x is owned
+    by the caller and overwritten): the float32 view of the same bytes, converted element by
+    element in place (each element is read before it is written), instead of a fresh
+    multi-MB tensor."""
     u = x.view(torch.float32)
     u.copy_(x)
     u += _f(u, 0.5)
@@ -171,7 +164,7 @@ def _unit_(x: torch.Tensor, scale: float) -> torch.Tensor:
 def uniform(key: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """Uniform float32 in the open interval (0, 1) for each (key, index); shapes broadcast."""
     h = _bits(key, index)
-    return _unit(_srl(h, 8), 1.0 / (1 << 24))
+    return _unit_(_srl_(h, 8), 1.0 / (1 << 24))
 
 
 def _halves(key, index, consume: bool = False):
