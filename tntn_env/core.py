@@ -219,8 +219,8 @@ class TNTNCore:
         # size/stride asserts on the inputs (dynamo's guards check them already; ~1 us each per
         # call). For small batches: one thread (OpenMP fork/join costs more than it saves) and
         # scalar C++ (simdlen 1): the inner loops are a few elements long, so 8-lane vectors
-        # run mostly masked tails; scalar code is as fast at E = 1 and compiles in ~2/3 of the
-        # time (README, Benchmarks).
+        # run mostly masked tails; scalar code runs about as fast at E = 1 and compiles in about
+        # half the time (README, Benchmarks).
         opts = {"size_asserts": False}
         if num_envs < 8:
             opts["cpp.threads"] = 1
