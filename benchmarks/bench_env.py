@@ -10,8 +10,10 @@ TorchRL view (``tntn_env.torchrl_env``, when torchrl is installed), and peak mem
     python benchmarks/bench_env.py --compile   # also with compile=True (minutes of compiling)
 
 With ``--compile`` the PettingZoo env and the core at ``--compile-sizes`` are measured again with
-``compile=True`` (the step through ``torch.compile``); the compiling happens in an untimed warm-up
-that runs past the first large-scale refresh step, so both compiled graphs exist before timing.
+``compile=True`` (the step through ``torch.compile``: one graph below E = 1,024 on CPU, compiled
+per-link kernels in the eager step from there; the table says which); the compiling happens in an
+untimed warm-up that runs past the first large-scale refresh step, so every compiled graph exists
+before timing.
 """
 
 from __future__ import annotations
@@ -60,7 +62,8 @@ def bench_core(num_envs: int, device: str, seconds: float, compile: bool = False
         t_step += time.perf_counter() - t1
         steps += 1
     dt = time.perf_counter() - t0
-    return {"num_envs": num_envs, "device": device, "compile": compile, "steps": steps,
+    return {"num_envs": num_envs, "device": device, "compile": compile,
+            "compile_mode": core.compile_mode, "steps": steps,
             "env_steps_per_s": num_envs * steps / dt, "batched_steps_per_s": steps / dt,
             "core_env_steps_per_s": num_envs * steps / t_step}
 
@@ -127,7 +130,7 @@ def main() -> None:
                    help="E of the TorchRL view's benchmark (needs torchrl; none: skip)")
     p.add_argument("--compile", action="store_true",
                    help="also measure compile=True (PettingZoo env and --compile-sizes)")
-    p.add_argument("--compile-sizes", type=int, nargs="*", default=[1, 64, 1024],
+    p.add_argument("--compile-sizes", type=int, nargs="*", default=[1, 64, 1024, 4096],
                    help="E of the compiled core's benchmark (with --compile)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch intra-op threads (default: torch's choice, the core count)")
@@ -173,7 +176,7 @@ def main() -> None:
     print("\n| device | E | core.step env-steps/s | with action sampling | batched steps/s |")
     print("|---|---:|---:|---:|---:|")
     for r in res["core"]:
-        dev = r["device"] + (", compiled" if r["compile"] else "")
+        dev = r["device"] + (f", compiled ({r['compile_mode']})" if r["compile"] else "")
         print(f"| {dev} | {r['num_envs']} | {r['core_env_steps_per_s']:,.0f} | "
               f"{r['env_steps_per_s']:,.0f} | {r['batched_steps_per_s']:.1f} |")
     for r in res["torchrl"]:

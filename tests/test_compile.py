@@ -1,8 +1,8 @@
-"""``compile=True``: the core's step through ``torch.compile`` agrees with the eager core.
+"""``compile``: the core's step through ``torch.compile`` agrees with the eager core.
 
 Compiling takes a minute or more per graph on 2 cores; these tests compile two (the step at E = 1
 with and without a large-scale refresh) and reuse them (torch's compile cache) for the
-PettingZoo env of the same config."""
+PettingZoo env of the same config, and the per-link kernels of ``compile="kernels"`` at E = 4."""
 
 from __future__ import annotations
 
@@ -30,6 +30,14 @@ def _cores(invalid_action):
     return TNTNCore(cfg, num_envs=1), TNTNCore(cfg, num_envs=1, compile=True)
 
 
+def _assert_link_states_close(la: dict, lb: dict) -> None:
+    for k in la:
+        if np.issubdtype(la[k].dtype, np.floating):
+            np.testing.assert_allclose(la[k], lb[k], rtol=RTOL, atol=1e-30, err_msg=k)
+        else:
+            np.testing.assert_array_equal(la[k], lb[k], err_msg=k)
+
+
 @torch.inference_mode()
 def test_compiled_core_matches_eager_and_repairs_alike():
     eager, comp = _cores("repair")
@@ -51,12 +59,7 @@ def test_compiled_core_matches_eager_and_repairs_alike():
         if step == 4:
             assert int(a["repaired"].sum()) == int(b["repaired"].sum()) == 1
         if step % 3 == 0:
-            la, lb = eager.link_state(0), comp.link_state(0)
-            for k in la:
-                if np.issubdtype(la[k].dtype, np.floating):
-                    np.testing.assert_allclose(la[k], lb[k], rtol=RTOL, atol=1e-30, err_msg=k)
-                else:
-                    np.testing.assert_array_equal(la[k], lb[k], err_msg=k)
+            _assert_link_states_close(eager.link_state(0), comp.link_state(0))
         me = a["masks"]
     assert comp.state.episode.tolist() == [1]  # crossed the episode end
 
@@ -94,6 +97,46 @@ def test_compiled_pettingzoo_env_matches_eager_and_raises_alike():
     assert int(envs[1].core.state.t[0]) == 2
 
 
+@torch.inference_mode()
+def test_kernels_core_matches_eager():
+    """``compile="kernels"`` (``compile=True``'s choice on CPU from E = 1,024 on): the eager step
+    around compiled per-link kernels, here at E = 4 (the same code, small shapes)."""
+    cfg = make_config("sag", **SMALL)
+    eager, kern = TNTNCore(cfg, num_envs=4), TNTNCore(cfg, num_envs=4, compile="kernels")
+    assert kern.compile_mode == "kernels" and kern._transition_compiled is None
+    _, me = eager.reset(seed=4)
+    _, mk = kern.reset(seed=4)
+    for t in eager.tiers:
+        assert torch.equal(me[t], mk[t])
+    gen = torch.Generator().manual_seed(2)
+    for step in range(10):
+        acts = pick(eager, me, scores_for(eager, gen))
+        a = eager.step({k: v.clone() for k, v in acts.items()}, auto_reset=True)
+        b = kern.step({k: v.clone() for k, v in acts.items()}, auto_reset=True)
+        assert_out_close(a, b, rtol=RTOL, atol=ATOL)
+        assert_state_close(eager.state, kern.state, rtol=RTOL, atol=ATOL)
+        if step % 3 == 1:
+            _assert_link_states_close(eager.link_state(2), kern.link_state(2))
+        if step == 5:  # what-if: C = 1 keeps the core's batch shape (kernels), C = 3 does not
+            for c in (1, 3):
+                cand = {t: torch.stack([pick(eager, a["masks"], scores_for(eager, gen))[t]
+                                        for _ in range(c)], 1) for t in eager.tiers}
+                ea, eb = eager.evaluate(cand), kern.evaluate(cand)
+                for k in ea["metrics"]:
+                    torch.testing.assert_close(ea["metrics"][k], eb["metrics"][k], rtol=RTOL,
+                                               atol=ATOL, msg=k)
+        me = a["masks"]
+    assert kern.state.episode.tolist() == [1] * 4  # crossed the episode end
+
+
+def test_compile_modes():
+    assert TNTNCore(scenario="sag", num_envs=1024, compile=True).compile_mode == "kernels"
+    assert TNTNCore(scenario="sag", num_envs=1023, compile=True).compile_mode == "graph"
+    assert TNTNCore(scenario="sag", num_envs=2, compile="kernels").compile_mode == "kernels"
+    assert TNTNCore(scenario="sag", num_envs=2048).compile_mode is None
+
+
 def test_compile_flag_is_validated():
-    with pytest.raises(ValueError, match="compile = 'yes' is invalid; allowed: True, False"):
+    with pytest.raises(ValueError, match="compile = 'yes' is invalid; allowed: True, False, "
+                                         "'graph', 'kernels'"):
         tntn_env.parallel_env("sag", compile="yes")

@@ -46,6 +46,68 @@ _S_WALK, _S_FADE_RE, _S_SHADOW, _S_LOS, _S_FADE_INIT = 6, 7, 9, 10, 11
 _FIELD_CELLS = 4096  # spatial-field grid cells per axis (positions wrap beyond)
 
 
+_KERNEL_ENVS = 1024  # compile=True on CPU from this E on: compiled kernels in the eager step
+
+
+def _snr_feature_(lin: torch.Tensor, noise_w: float) -> torch.Tensor:
+    """Observation feature of received powers ``lin`` (W): SNR in dB / 20, clipped to +-3; in
+    place on ``lin`` (a fresh tensor of the caller's)."""
+    lin.clamp_(min=1e-30)
+    lin /= noise_w
+    lin.log10_()
+    lin *= 10
+    lin /= 20
+    return lin.clamp_(-3, 3)
+
+
+def _link_gain(key, link, ls_gain, ls_k, num_subbands: int):
+    """Gains [E, L] of flat links: large-scale gain times a Rician draw. ``key`` [E, 1] fading
+    keys, ``link`` [E, L] int32 link counters (tx * Ut + user) * N + n, ``ls_gain``/``ls_k``
+    the [E, X * Ut] large-scale tables. One of the kernels ``compile=True`` compiles at large E
+    (contiguous rows: inductor vectorises the gathers, the draw and the product in one pass)."""
+    pair = torch.div(link, num_subbands, rounding_mode="floor").long()
+    kf = torch.gather(ls_k, 1, pair)
+    return rng.rician_power(key, link, kf) * torch.gather(ls_gain, 1, pair)
+
+
+def _holder_snr(key, link, ls_gain, ls_k, power_w, noise_w: float):
+    """The local observation's holder SNR features [E, J * K * N] in one pass: ``link`` [E, J * K
+    * N] the holders' links to the region's users, ``power_w`` [E, J, 1, N] the holder's stream
+    power, 0 where the subband has no holder (feature 0)."""
+    E, J, _, N = power_w.shape
+    p = power_w.expand(E, J, link.shape[1] // (J * N), N).reshape(E, -1)
+    feat = _snr_feature_(_link_gain(key, link, ls_gain, ls_k, N) * p, noise_w)
+    return torch.where(p > 0, feat, 0.0)
+
+
+def _slot_outcomes(sig, interf, served, div, noise_w: float, slot_hz: float):
+    """(SINR, (interference + noise) / noise, rate in bps) of time-frequency slots from received
+    signal and interference powers (W); 0 where not ``served``; ``slot_hz`` the bandwidth of a
+    slot's subband over the time blocks, ``div`` the serving transmitter's time split."""
+    inr = 1.0 + interf / noise_w
+    sinr = torch.where(served, sig / (interf + noise_w), 0.0)
+    rate = slot_hz / div * torch.log1p(sinr) / math.log(2.0)
+    return sinr, torch.where(served, inr, 0.0), torch.where(served, rate, 0.0)
+
+
+def _slot_links(key, link, ls_gain, ls_k, power_w, served, div, noise_w: float,
+                slot_hz: float):
+    """:func:`_slot_outcomes` of every slot from its links, in one pass. ``link`` [E, C, J * N *
+    T] the counters of each slot's C candidate transmitters (the last one serving), ``power_w``
+    [E, C, J, N, 1] their powers (0 for an interferer that is the serving transmitter or
+    silent), ``served`` [E, J, N, T], ``div`` [E, J, N, 1]."""
+    E, C, S = link.shape
+    _, _, J, N, _ = power_w.shape
+    T = S // (J * N)
+    pw = power_w.expand(E, C, J, N, T).reshape(E, C, S)
+    rx = _link_gain(key, link.view(E, -1), ls_gain, ls_k, N).view(E, C, S) * pw
+    interf = rx[:, 0]
+    for c in range(1, C - 1):  # C is a handful (the regions): unrolled
+        interf = interf + rx[:, c]
+    return _slot_outcomes(rx[:, C - 1], interf, served.view(E, S),
+                          div.expand(E, J, N, T).reshape(E, S), noise_w, slot_hz)
+
+
 def _one_hot(idx: torch.Tensor, n: int) -> torch.Tensor:
     """``one_hot(idx, n).float()`` written straight into float32 (no int64 tensor between);
     ``idx`` holds valid indices by construction."""
@@ -131,10 +193,15 @@ class TNTNCore:
         device: torch device ("cpu", "cuda", ...).
         check_actions: validate actions against ranges and masks (raise or repair per
             ``config.invalid_action``). Trainers that sample from masked heads may turn it off.
-        compile: run the step's transition (scoring, next state, observations, masks) through
-            ``torch.compile`` (see :meth:`step`). Off by default: it needs a C++ compiler, and
-            the first step and the first large-scale refresh step compile for one to two minutes
-            each on a 2-core CPU (seconds when torch's compile cache has them).
+        compile: ``torch.compile`` parts of the step. ``"graph"``: the step's whole transition
+            (scoring, next state, observations, masks) as one graph (see :meth:`step`); the
+            first step and the first large-scale refresh step compile for about a minute each on
+            a 2-core CPU (seconds when torch's compile cache has them). ``"kernels"``: the step
+            stays eager around compiled kernels for its per-link work (fading draws, holder
+            SNR features), laid out as contiguous rows that the CPU code vectorises; about
+            twenty seconds of compiling. ``True``: ``"kernels"`` on CPU from E = 1,024 on
+            (where the whole graph is slower than eager code), else ``"graph"``. Off by
+            default: it needs a C++ compiler (inductor's CPU code) or triton (CUDA).
     """
 
     def __init__(self, config: EnvConfig | None = None, num_envs: int = 1, device="cpu",
@@ -146,8 +213,9 @@ class TNTNCore:
             raise ValueError("pass either config or scenario/overrides, not both")
         if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
             raise ValueError(f"num_envs = {num_envs!r} is invalid; allowed: an integer >= 1")
-        if not isinstance(compile, bool):
-            raise ValueError(f"compile = {compile!r} is invalid; allowed: True, False")
+        if not (isinstance(compile, bool) or compile in ("graph", "kernels")):
+            raise ValueError(f"compile = {compile!r} is invalid; allowed: True, False, 'graph', "
+                             "'kernels'")
         self.cfg = cfg = config
         self.num_envs = num_envs
         self.device = torch.device(device)
@@ -214,19 +282,29 @@ class TNTNCore:
         self.last: Scored | None = None
         self._last_state: CoreState | None = None
         self._build_obs_specs()
-        self.compiled = compile
+        if compile is True:  # see the class docstring
+            compile = ("kernels" if num_envs >= _KERNEL_ENVS and self.device.type == "cpu"
+                       else "graph")
+        self.compile_mode = compile or None  # None, "graph" or "kernels"
         # One graph per (refresh flag, grad mode) variant; E is static. Inductor options: no
         # size/stride asserts on the inputs (dynamo's guards check them already; ~1 us each per
         # call). For small batches: one thread (OpenMP fork/join costs more than it saves) and
         # scalar C++ (simdlen 1): the inner loops are a few elements long, so 8-lane vectors
         # run mostly masked tails; scalar code runs about as fast at E = 1 and compiles in about
-        # half the time (README, Benchmarks).
+        # half the time (README, Benchmarks). The kernels' rows are long: vector code.
         opts = {"size_asserts": False}
-        if num_envs < 8:
+        if num_envs < 8 and compile == "graph":
             opts["cpp.threads"] = 1
             opts["cpp.simdlen"] = 1
         self._transition_compiled = (torch.compile(self._transition, dynamic=False, options=opts)
-                                     if compile else None)
+                                     if compile == "graph" else None)
+        self._kernels = ({name: torch.compile(f, dynamic=False, options=opts)
+                          for name, f in (("gain", _link_gain), ("holder_snr", _holder_snr),
+                                          ("slots", _slot_links),
+                                          ("uav_rows", self._uav_rows),
+                                          ("demand", self._demand),
+                                          ("tables", self._large_scale_tables))}
+                         if compile == "kernels" else None)
 
     # ------------------------------------------------------------------ agents and spaces
     def agent_names(self, tier: str) -> list[str]:
@@ -443,71 +521,78 @@ class TNTNCore:
         return acc / torch.sqrt(wsum)
 
     def _large_scale(self, st: CoreState, full: bool) -> None:
-        """Set st.ls_gain/ls_los/ls_k (new tensors): UAV rows always, all rows if ``full``."""
+        """Set st.ls_gain/ls_los/ls_k (new tensors): UAV rows always, all rows if ``full`` (then
+        also st.uav_los_u)."""
+        kern = self._kernels if (self._kernels is not None
+                                 and st.key.numel() == self.num_envs) else None
+        if full:
+            tables = kern["tables"] if kern else self._large_scale_tables
+            st.ls_gain, st.ls_los, st.ls_k, st.uav_los_u = tables(st.user_xy, st.uav_xy,
+                                                                  st.field_key)
+            return
+        ls_gain, ls_los, ls_k = st.ls_gain.clone(), st.ls_los.clone(), st.ls_k.clone()
+        if self.U > 0:
+            # (a compiled kernel would fuse the row writes into a pass over every row)
+            rows = (kern["uav_rows"] if kern else self._uav_rows)(st.uav_xy, st.user_xy,
+                                                                  st.uav_los_u)
+            # UAV rows are node Tn.. of each region: written through [E, J, M, Ut] views
+            for table, new in zip((ls_gain, ls_los, ls_k), rows):
+                table[:, :self.Xt].view(*new.shape[:2], self.M, -1)[:, :, self.Tn:] = new
+        st.ls_gain, st.ls_los, st.ls_k = ls_gain, ls_los, ls_k
+
+    def _uav_rows(self, uav_xy, user_xy, los_u):
+        """Large-scale (gain, LoS, K-factor) of the UAV links, [E, J, U, Ut] each (Al-Hourani
+        air-to-ground model); ``los_u`` [E, J*U, Ut] the links' LoS-field uniforms."""
+        net, ch = self.cfg.network, self.cfg.channel
+        E, J, U = user_xy.shape[0], self.J, self.U
+        d2 = torch.linalg.vector_norm(uav_xy[:, :, None] - user_xy[:, None], dim=-1)
+        dh = net.uav_altitude_m - net.ue_height_m
+        d3 = torch.sqrt(d2 * d2 + dh * dh)
+        el = chn.elevation_deg(d2, torch.full_like(d2, dh))
+        los = los_u < chn.a2g_los_probability(el, ch.a2g_a, ch.a2g_b)
+        pl = chn.fspl_db(d3, net.carrier_hz) + torch.where(los, ch.a2g_eta_los_db,
+                                                           ch.a2g_eta_nlos_db)
+        gain_db = ch.uav_antenna_gain_dbi + ch.ue_antenna_gain_dbi - pl
+        return (chn.db_to_linear(gain_db).view(E, J, U, -1), los.view(E, J, U, -1),
+                torch.where(los, self._k_uav, 0.0).view(E, J, U, -1))
+
+    def _large_scale_tables(self, user_xy, uav_xy, field_key):
+        """Every row of the large-scale tables: (gain, LoS, K-factor) [E, X, Ut] and the UAV
+        links' LoS-field uniforms [E, J*U, Ut], at the users' positions."""
         cfg, topo = self.cfg, self.topo
         net, ch = cfg.network, cfg.channel
         fc = net.carrier_hz
-        E = st.key.numel()
-        J, M, Tn, U = self.J, self.M, self.Tn, self.U
-        ue = st.user_xy[:, None]  # [E, 1, Ut, 2]
-        if full:  # every row is written below
-            ls_gain, ls_los = torch.empty_like(st.ls_gain), torch.empty_like(st.ls_los)
-            ls_k = torch.empty_like(st.ls_k)
-        else:
-            ls_gain, ls_los, ls_k = st.ls_gain.clone(), st.ls_los.clone(), st.ls_k.clone()
-
-        def by_node(t):  # terrestrial rows of a [E, X, Ut] tensor as a [E, J, M, Ut] view
-            return t[:, :self.Xt].view(E, J, M, -1)
-
-        if full:
-            # Spatial fields of every platform at the users' positions, [E, P, Ut], in one pass
-            # each: the cells and weights are computed once per user and broadcast over the
-            # platforms' keys. Shadowing for TBS, HAP and satellite platforms; the LoS field
-            # for those and the UAVs (whose LoS field changes only as users move).
-            zp, up = self._field_props
-            z_all = self._field(st.field_key[:, zp][..., None], ue, ch.shadowing_grid_m,
-                                _S_SHADOW, bilinear=True)
-            u_all = self._field(st.field_key[:, up][..., None], ue, ch.los_grid_m, _S_LOS,
-                                bilinear=False)
-            nt, nu, ni = J * Tn, J * U, self.I
-
-            def fields_at(kind):  # (shadowing, LoS uniforms) of one platform kind
-                if kind == "tbs":
-                    return z_all[:, :nt], u_all[:, :nt]
-                if kind == "hap":
-                    return z_all[:, nt:nt + ni], u_all[:, nt + nu:nt + nu + ni]
-                return z_all[:, nt + ni:], u_all[:, nt + nu + ni:]
-
-        if U > 0:
-            if full:
-                st.uav_los_u = u_all[:, nt:nt + nu]
-            d2 = torch.linalg.vector_norm(st.uav_xy[:, :, None] - ue, dim=-1)
-            dh = net.uav_altitude_m - net.ue_height_m
-            d3 = torch.sqrt(d2 * d2 + dh * dh)
-            el = chn.elevation_deg(d2, torch.full_like(d2, dh))
-            los = st.uav_los_u < chn.a2g_los_probability(el, ch.a2g_a, ch.a2g_b)
-            pl = chn.fspl_db(d3, fc) + torch.where(los, ch.a2g_eta_los_db, ch.a2g_eta_nlos_db)
-            gain_db = ch.uav_antenna_gain_dbi + ch.ue_antenna_gain_dbi - pl
-            # UAV rows are node Tn.. of each region: write them through a [E, J, M, Ut] view
-            by_node(ls_gain)[:, :, Tn:] = chn.db_to_linear(gain_db).view(E, J, U, -1)
-            by_node(ls_los)[:, :, Tn:] = los.view(E, J, U, -1)
-            by_node(ls_k)[:, :, Tn:] = torch.where(los, self._k_uav, 0.0).view(
-                E, J, U, -1)
-        if not full:
-            st.ls_gain, st.ls_los, st.ls_k = ls_gain, ls_los, ls_k
-            return
+        E = user_xy.shape[0]
+        J, Tn, U = self.J, self.Tn, self.U
+        ue = user_xy[:, None]  # [E, 1, Ut, 2]
+        # Spatial fields of every platform at the users' positions, [E, P, Ut], in one pass each:
+        # the cells and weights are computed once per user and broadcast over the platforms'
+        # keys. Shadowing for TBS, HAP and satellite platforms; the LoS field for those and the
+        # UAVs (whose LoS field changes only as users move).
+        zp, up = self._field_props
+        z_all = self._field(field_key[:, zp][..., None], ue, ch.shadowing_grid_m, _S_SHADOW,
+                            bilinear=True)
+        u_all = self._field(field_key[:, up][..., None], ue, ch.los_grid_m, _S_LOS,
+                            bilinear=False)
+        nt, nu, ni = J * Tn, J * U, self.I
+        uav_los_u = u_all[:, nt:nt + nu]
+        node_gain, node_los = [], []  # [E, J, Tn or U, Ut] blocks: TBS, then UAVs
         if Tn > 0:
             tbs = topo.tbs_xy.reshape(-1, 2)[None, :, None]  # [1, J*Tn, 1, 2]
             d2 = torch.linalg.vector_norm(tbs - ue, dim=-1)
             dh = net.tbs_height_m - net.ue_height_m
             d3 = torch.sqrt(d2 * d2 + dh * dh)
-            z, u = fields_at("tbs")
+            z, u = z_all[:, :nt], u_all[:, :nt]
             los = u < chn.umi_los_probability(d2)
             pl = chn.umi_pathloss_db(d2, d3, fc, net.tbs_height_m, net.ue_height_m, los)
             sf = z * torch.where(los, ch.tbs_shadowing_los_db, ch.tbs_shadowing_nlos_db)
             gain_db = ch.tbs_antenna_gain_dbi + ch.ue_antenna_gain_dbi - pl - sf
-            by_node(ls_gain)[:, :, :Tn] = chn.db_to_linear(gain_db).view(E, J, Tn, -1)
-            by_node(ls_los)[:, :, :Tn] = los.view(E, J, Tn, -1)
+            node_gain.append(chn.db_to_linear(gain_db).view(E, J, Tn, -1))
+            node_los.append(los.view(E, J, Tn, -1))
+        if U > 0:
+            gain, los, _ = self._uav_rows(uav_xy, user_xy, uav_los_u)
+            node_gain.append(gain)
+            node_los.append(los)
         env = ch.ntn_environment
         # HAPs: one propagation per platform, expanded to its R spot beams.
         hap = topo.hap_xy[None, :, None]  # [1, I, 1, 2]
@@ -515,33 +600,33 @@ class TNTNCore:
         dh = net.hap_altitude_m - net.ue_height_m
         d3 = torch.sqrt(d2 * d2 + dh * dh)
         el = chn.elevation_deg(d2, torch.full_like(d2, dh))
-        z, u = fields_at("hap")
+        z, u = z_all[:, nt:nt + ni], u_all[:, nt + nu:nt + nu + ni]
         hap_db, hap_los = self._ntn_gain_db(d3, el, z, u, ch.hap_antenna_gain_dbi, env)
         # Spot beam j points from HAP region_hap[j] at the centre of region j; the off-axis angle
         # of each user sets the aperture pattern (neighbouring regions get spill-over).
         spot_hap = topo.region_hap
         hxy = topo.hap_xy[spot_hap]  # [J, 2]
         bore = topo.region_centre_xy - hxy  # [J, 2]
-        rel = st.user_xy[:, None] - hxy[None, :, None]  # [E, J, Ut, 2]
+        rel = user_xy[:, None] - hxy[None, :, None]  # [E, J, Ut, 2]
         dot = (rel * bore[None, :, None]).sum(-1) + dh * dh
         cos_t = dot / (torch.sqrt((rel * rel).sum(-1) + dh * dh)
                        * torch.sqrt((bore * bore).sum(-1) + dh * dh)[None, :, None])
         sin_t = torch.sqrt((1.0 - cos_t * cos_t).clamp(min=0.0))
         spot_db = hap_db[:, spot_hap] + chn.aperture_pattern_db(sin_t, ch.hap_antenna_gain_dbi)
-        ls_gain[:, self.Xt:self.Xt + J] = chn.db_to_linear(spot_db)
-        ls_los[:, self.Xt:self.Xt + J] = hap_los[:, spot_hap]
         # Satellite: geometry per region (TR 38.811 slant range), one field for all beams.
         el = topo.sat_elevation_deg[topo.user_region][None, None].expand(E, 1, -1)
         d3 = topo.sat_slant_range_m[topo.user_region][None, None].expand(E, 1, -1)
-        z, u = fields_at("sat")
+        z, u = z_all[:, nt + ni:], u_all[:, nt + nu + ni:]
         sat_db, sat_los = self._ntn_gain_db(d3, el, z, u, ch.satellite_antenna_gain_dbi, env)
         beam_own = topo.region_beam[topo.user_region][None] == torch.arange(
             self.B, device=self.device)[:, None]  # [B, Ut]
         beam_db = sat_db - torch.where(beam_own, 0.0, ch.satellite_sidelobe_db)[None]
-        ls_gain[:, self.Xt + J:] = chn.db_to_linear(beam_db)
-        ls_los[:, self.Xt + J:] = sat_los.expand(-1, self.B, -1)
-        st.ls_gain, st.ls_los = ls_gain, ls_los
-        st.ls_k = torch.where(ls_los, self._tx_k_lin[:, None], 0.0)
+        # rows: terrestrial nodes region by region, HAP spot beams, satellite beams
+        ls_gain = torch.cat([torch.cat(node_gain, 2).view(E, self.Xt, -1),
+                             chn.db_to_linear(spot_db), chn.db_to_linear(beam_db)], 1)
+        ls_los = torch.cat([torch.cat(node_los, 2).view(E, self.Xt, -1), hap_los[:, spot_hap],
+                            sat_los.expand(-1, self.B, -1)], 1)
+        return ls_gain, ls_los, torch.where(ls_los, self._tx_k_lin[:, None], 0.0), uav_los_u
 
     def _ntn_gain_db(self, d3, el, z, u, tx_gain_dbi, env):
         ch = self.cfg.channel
@@ -563,10 +648,14 @@ class TNTNCore:
         # index arithmetic at the inputs' own shapes, broadcast once: the (tx, user) pair for the
         # gathers (int64), the link counter tx * Ut * N + user * N + n for the draws (int32, the
         # generator's index type; links < 2**31 by construction) in one full-size add
+        link = self._link_counters(tx, user, n)
+        if self._kernel_ok(st):
+            return self._kernels["gain"](self._fade_key(st).view(E, 1), link.reshape(E, -1),
+                                         st.ls_gain.reshape(E, -1), st.ls_k.reshape(E, -1),
+                                         self.N).view(shape)
         pair = (tx * self.Ut + user).expand(shape).reshape(E, -1)
         ls = torch.gather(st.ls_gain.reshape(E, -1), 1, pair).view(shape)
         kf = torch.gather(st.ls_k.reshape(E, -1), 1, pair).view(shape)
-        link = rng.to_i32(tx * (self.Ut * self.N)) + rng.to_i32(user * self.N + n)
         if not self._correlated:
             kt = self._fade_key(st).view(E, *([1] * (len(shape) - 1)))
             # link and kf are fresh here: the draw may reuse their memory
@@ -579,6 +668,17 @@ class TNTNCore:
         mu = torch.sqrt(kf / (kf + 1.0))
         s = torch.sqrt(0.5 / (kf + 1.0))
         return ls * ((mu + s * xy[..., 0]) ** 2 + (s * xy[..., 1]) ** 2)
+
+    def _link_counters(self, tx, user, n) -> torch.Tensor:
+        """int32 link counters (tx * Ut + user) * N + n at the inputs' broadcast shape (the
+        generator's index type; links < 2**31 by construction)."""
+        return rng.to_i32(tx * (self.Ut * self.N)) + rng.to_i32(user * self.N + n)
+
+    def _kernel_ok(self, st: CoreState) -> bool:
+        """Whether the compiled kernels (compile=True at large E on CPU) apply to ``st``: the
+        core's own batch (what-if evaluation batches have other shapes) and i.i.d. fading."""
+        return (self._kernels is not None and st.key.numel() == self.num_envs
+                and not self._correlated)
 
     def _last_for(self, name: str, inputs: tuple, compute):
         """``compute(*inputs)``, or its last result for ``name`` if called with the same tensor
@@ -880,19 +980,25 @@ class TNTNCore:
         c = torch.cat([oc[:, :, :, None, :], hidx[..., None, None]], dim=-1)
         n_ar = torch.arange(N, device=dev).view(1, 1, N, 1, 1)
         c_safe = c.clamp(max=X - 1)
-        g = self._gain(st, c_safe, u_glob[..., None], n_ar)  # [E, J, N, T, J]
         pw = torch.gather(txp.view(E, -1), 1, (c * N + n_ar).reshape(E, -1)).view(c.shape)
-        rx = g
-        rx *= pw  # in place: g is a fresh tensor
-        sig = rx[..., J - 1]
-        other = rx[..., :J - 1]
-        other *= c[..., :J - 1] != c[..., J - 1:]  # the serving transmitter is no interferer
-        interf = other.sum(-1)
-        inr = 1.0 + interf / self.noise_w
-        sinr = torch.where(served, sig / (interf + self.noise_w), 0.0)
         div = self._tx_div[hidx][..., None]
-        slot_rate = (net.bandwidth_hz / N) / (T * div) * torch.log1p(sinr) / math.log(2.0)
-        slot_rate = torch.where(served, slot_rate, 0.0)
+        if self._kernel_ok(st):  # candidate-major links: [E, J', J, N, T]
+            pw[..., :J - 1] *= c[..., :J - 1] != c[..., J - 1:]  # serving: no interferer
+            link = self._link_counters(c_safe.permute(0, 4, 1, 2, 3).contiguous(), u_glob[:, None],
+                                       n_ar.view(1, 1, 1, N, 1))
+            sinr, inr, slot_rate = self._kernels["slots"](
+                self._fade_key(st).view(E, 1), link.view(E, J, -1), st.ls_gain.view(E, -1),
+                st.ls_k.view(E, -1), pw.permute(0, 4, 1, 2, 3), served, div, self.noise_w,
+                net.bandwidth_hz / N / T)
+            sinr, inr, slot_rate = (v.view(E, J, N, T) for v in (sinr, inr, slot_rate))
+        else:
+            g = self._gain(st, c_safe, u_glob[..., None], n_ar)  # [E, J, N, T, J]
+            rx = g
+            rx *= pw  # in place: g is a fresh tensor
+            other = rx[..., :J - 1]
+            other *= c[..., :J - 1] != c[..., J - 1:]  # the serving transmitter is no interferer
+            sinr, inr, slot_rate = _slot_outcomes(rx[..., J - 1], other.sum(-1), served, T * div,
+                                                  self.noise_w, net.bandwidth_hz / N)
         rate = torch.zeros(E, self.Ut, device=dev).scatter_add_(
             1, u_glob.reshape(E, -1), slot_rate.reshape(E, -1))
         # UAV moves (penalty on the new positions, eq. (5)).
@@ -907,8 +1013,8 @@ class TNTNCore:
         rewards = {"satellite": r.mean(1, keepdim=True),
                    "hap": r.view(E, self.I, self.R).mean(-1), "local": r}
         rewards = {t: rewards[t] for t in self.tiers}
-        return Scored(sat, hap, holder, users, txp[:, :X], sinr, torch.where(served, inr, 0.0),
-                      slot_rate, rate, uav_xy, region, rewards, voided)
+        return Scored(sat, hap, holder, users, txp[:, :X], sinr, inr, slot_rate, rate, uav_xy,
+                      region, rewards, voided)
 
     def _region_metrics(self, rate, demand, uav_xy) -> dict:
         """Eqs. (5), (8)-(11) per region; rates [E, Ut]."""
@@ -1085,7 +1191,8 @@ class TNTNCore:
         new = replace(st, t=t1, rkey=self._step_key(st.ekey, t1), user_xy=user_xy,
                       uav_xy=sc.uav_xy, hot_xy=hot, hot_target=tgt,
                       sat_choice=sc.sat_choice, hap_choice=sc.hap_choice)
-        new.demand_bps = self._demand(user_xy, hot)
+        kern = self._kernels if (self._kernels is not None and E == self.num_envs) else None
+        new.demand_bps = (kern["demand"] if kern else self._demand)(user_xy, hot)
         if full:
             self._large_scale(new, full=True)
         else:
@@ -1150,12 +1257,7 @@ class TNTNCore:
         # SNR features from large-scale gains at a 1/N power share (dB / 20, clipped to +-3),
         # in place on a fresh tensor (the roundings of the out-of-place form)
         def snr_feat_(lin):
-            lin.clamp_(min=1e-30)
-            lin /= self.noise_w
-            lin.log10_()
-            lin *= 10
-            lin /= 20
-            return lin.clamp_(-3, 3)
+            return _snr_feature_(lin, self.noise_w)
 
         pw = st.power_w / N  # [E, 4]: TBS, UAV, HAP, satellite beam
         lsr = st.ls_gain.view(E, self.X, J, K)
@@ -1204,12 +1306,19 @@ class TNTNCore:
         hk = _one_hot(kind, 5).view(E, J, -1)
         u_glob = (j_ar[:, None] * K + torch.arange(K, device=dev)[None])  # [J, K]
         hs = holder.clamp(min=0)[:, :, None, :]  # [E, J, 1, N]
-        g = self._gain(st, hs, u_glob[None, :, :, None],
-                       torch.arange(N, device=dev).view(1, 1, 1, N))  # [E, J, K, N]
+        n_ar = torch.arange(N, device=dev).view(1, 1, 1, N)
         p = torch.gather(self.stream_power_w(holder, st), 1,
                          holder.clamp(min=0).view(E, -1)).view(E, J, 1, N)
-        g *= p
-        hsnr = snr_feat_(g).masked_fill_(holder[:, :, None, :] < 0, 0.0).view(E, J, -1)
+        if self._kernel_ok(st):
+            link = self._link_counters(hs, u_glob[None, :, :, None], n_ar).view(E, -1)
+            p = torch.where(holder[:, :, None, :] >= 0, p, 0.0)  # held streams have power > 0
+            hsnr = self._kernels["holder_snr"](self._fade_key(st).view(E, 1), link,
+                                               st.ls_gain.view(E, -1), st.ls_k.view(E, -1), p,
+                                               self.noise_w).view(E, J, -1)
+        else:
+            g = self._gain(st, hs, u_glob[None, :, :, None], n_ar)  # [E, J, K, N]
+            g *= p
+            hsnr = snr_feat_(g).masked_fill_(holder[:, :, None, :] < 0, 0.0).view(E, J, -1)
         size = net.region_size_m
         uxy = (st.user_xy.view(E, J, K, 2) - self.topo.region_centre_xy[None, :, None]) / size
         rate = st.last_rate.view(E, J, K) / self.cfg.reward.rate_scale_bps
