@@ -60,6 +60,12 @@ def _snr_feature_(lin: torch.Tensor, noise_w: float) -> torch.Tensor:
     return lin.clamp_(-3, 3)
 
 
+def _link_counters(tx, user, n, num_users: int, num_subbands: int) -> torch.Tensor:
+    """int32 link counters (tx * Ut + user) * N + n at the inputs' broadcast shape (the
+    generator's index type; links < 2**31 by construction)."""
+    return rng.to_i32(tx * (num_users * num_subbands)) + rng.to_i32(user * num_subbands + n)
+
+
 def _link_gain(key, link, ls_gain, ls_k, num_subbands: int):
     """Gains [E, L] of flat links: large-scale gain times a Rician draw. ``key`` [E, 1] fading
     keys, ``link`` [E, L] int32 link counters (tx * Ut + user) * N + n, ``ls_gain``/``ls_k``
@@ -73,7 +79,9 @@ def _link_gain(key, link, ls_gain, ls_k, num_subbands: int):
 def _holder_snr(key, link, ls_gain, ls_k, power_w, noise_w: float):
     """The local observation's holder SNR features [E, J * K * N] in one pass: ``link`` [E, J * K
     * N] the holders' links to the region's users, ``power_w`` [E, J, 1, N] the holder's stream
-    power, 0 where the subband has no holder (feature 0)."""
+    power, 0 where the subband has no holder (feature 0). The links come in materialised: built
+    from broadcast indices inside the kernel, they would make inductor loop over [E, J, K, N]
+    with 10-wide inner loops (3x slower here)."""
     E, J, _, N = power_w.shape
     p = power_w.expand(E, J, link.shape[1] // (J * N), N).reshape(E, -1)
     feat = _snr_feature_(_link_gain(key, link, ls_gain, ls_k, N) * p, noise_w)
@@ -93,9 +101,9 @@ def _slot_outcomes(sig, interf, served, div, noise_w: float, slot_hz: float):
 def _slot_links(key, link, ls_gain, ls_k, power_w, served, div, noise_w: float,
                 slot_hz: float):
     """:func:`_slot_outcomes` of every slot from its links, in one pass. ``link`` [E, C, J * N *
-    T] the counters of each slot's C candidate transmitters (the last one serving), ``power_w``
-    [E, C, J, N, 1] their powers (0 for an interferer that is the serving transmitter or
-    silent), ``served`` [E, J, N, T], ``div`` [E, J, N, 1]."""
+    T] the counters of each slot's C candidate transmitters (the last one serving; materialised,
+    as for :func:`_holder_snr`), ``power_w`` [E, C, J, N, 1] their powers (0 for an interferer
+    that is the serving transmitter or silent), ``served`` [E, J, N, T], ``div`` [E, J, N, 1]."""
     E, C, S = link.shape
     _, _, J, N, _ = power_w.shape
     T = S // (J * N)
@@ -106,6 +114,12 @@ def _slot_links(key, link, ls_gain, ls_k, power_w, served, div, noise_w: float,
         interf = interf + rx[:, c]
     return _slot_outcomes(rx[:, C - 1], interf, served.view(E, S),
                           div.expand(E, J, N, T).reshape(E, S), noise_w, slot_hz)
+
+
+def _cat_last(parts):
+    """``torch.cat(parts, -1)``; compiled at large E: one copy pass instead of a memcpy per row
+    and part (the local observation: 8 parts of 2-100 floats per row)."""
+    return torch.cat(parts, -1)
 
 
 def _one_hot(idx: torch.Tensor, n: int) -> torch.Tensor:
@@ -198,10 +212,11 @@ class TNTNCore:
             first step and the first large-scale refresh step compile for about a minute each on
             a 2-core CPU (seconds when torch's compile cache has them). ``"kernels"``: the step
             stays eager around compiled kernels for its per-link work (fading draws, holder
-            SNR features), laid out as contiguous rows that the CPU code vectorises; about
-            twenty seconds of compiling. ``True``: ``"kernels"`` on CPU from E = 1,024 on
-            (where the whole graph is slower than eager code), else ``"graph"``. Off by
-            default: it needs a C++ compiler (inductor's CPU code) or triton (CUDA).
+            SNR features, large-scale tables, local observation), laid out as contiguous rows
+            that the CPU code vectorises; about a minute of compiling on 2 cores, cold.
+            ``True``: ``"kernels"`` on CPU from E = 1,024 on (where the whole graph is slower
+            than eager code), else ``"graph"``. Off by default: it needs a C++ compiler
+            (inductor's CPU code) or triton (CUDA).
     """
 
     def __init__(self, config: EnvConfig | None = None, num_envs: int = 1, device="cpu",
@@ -302,7 +317,8 @@ class TNTNCore:
                           for name, f in (("gain", _link_gain), ("holder_snr", _holder_snr),
                                           ("slots", _slot_links),
                                           ("uav_rows", self._uav_rows),
-                                          ("demand", self._demand),
+                                          ("demand", self._demand), ("cat", _cat_last),
+                                          ("region_snr", self._region_snr),
                                           ("tables", self._large_scale_tables))}
                          if compile == "kernels" else None)
 
@@ -648,7 +664,7 @@ class TNTNCore:
         # index arithmetic at the inputs' own shapes, broadcast once: the (tx, user) pair for the
         # gathers (int64), the link counter tx * Ut * N + user * N + n for the draws (int32, the
         # generator's index type; links < 2**31 by construction) in one full-size add
-        link = self._link_counters(tx, user, n)
+        link = _link_counters(tx, user, n, self.Ut, self.N)
         if self._kernel_ok(st):
             return self._kernels["gain"](self._fade_key(st).view(E, 1), link.reshape(E, -1),
                                          st.ls_gain.reshape(E, -1), st.ls_k.reshape(E, -1),
@@ -668,11 +684,6 @@ class TNTNCore:
         mu = torch.sqrt(kf / (kf + 1.0))
         s = torch.sqrt(0.5 / (kf + 1.0))
         return ls * ((mu + s * xy[..., 0]) ** 2 + (s * xy[..., 1]) ** 2)
-
-    def _link_counters(self, tx, user, n) -> torch.Tensor:
-        """int32 link counters (tx * Ut + user) * N + n at the inputs' broadcast shape (the
-        generator's index type; links < 2**31 by construction)."""
-        return rng.to_i32(tx * (self.Ut * self.N)) + rng.to_i32(user * self.N + n)
 
     def _kernel_ok(self, st: CoreState) -> bool:
         """Whether the compiled kernels (compile=True at large E on CPU) apply to ``st``: the
@@ -984,8 +995,8 @@ class TNTNCore:
         div = self._tx_div[hidx][..., None]
         if self._kernel_ok(st):  # candidate-major links: [E, J', J, N, T]
             pw[..., :J - 1] *= c[..., :J - 1] != c[..., J - 1:]  # serving: no interferer
-            link = self._link_counters(c_safe.permute(0, 4, 1, 2, 3).contiguous(), u_glob[:, None],
-                                       n_ar.view(1, 1, 1, N, 1))
+            link = _link_counters(c_safe.permute(0, 4, 1, 2, 3).contiguous(), u_glob[:, None],
+                                  n_ar.view(1, 1, 1, N, 1), self.Ut, N)
             sinr, inr, slot_rate = self._kernels["slots"](
                 self._fade_key(st).view(E, 1), link.view(E, J, -1), st.ls_gain.view(E, -1),
                 st.ls_k.view(E, -1), pw.permute(0, 4, 1, 2, 3), served, div, self.noise_w,
@@ -1254,26 +1265,9 @@ class TNTNCore:
                                   self.I, self.B)
         dev, tm, net = self.device, self.cfg.timing, self.cfg.network
         holder, beam_has, sat_direct = self._allocation(st.sat_choice, st.hap_choice)
-        # SNR features from large-scale gains at a 1/N power share (dB / 20, clipped to +-3),
-        # in place on a fresh tensor (the roundings of the out-of-place form)
-        def snr_feat_(lin):
-            return _snr_feature_(lin, self.noise_w)
-
-        pw = st.power_w / N  # [E, 4]: TBS, UAV, HAP, satellite beam
-        lsr = st.ls_gain.view(E, self.X, J, K)
+        kern = self._kernels if (self._kernels is not None and E == self.num_envs) else None
+        feat = (kern["region_snr"] if kern else self._region_snr)(st.ls_gain, st.power_w)
         j_ar = torch.arange(J, device=dev)
-        node_pw = pw[:, (torch.arange(M, device=dev) >= self.Tn).long()]  # [E, M]
-        # region j's nodes to region j's users: diagonal views, no copy until the products
-        node = torch.diagonal(lsr[:, :self.Xt].view(E, J, M, J, K), dim1=1, dim2=3)
-        node = node.permute(0, 3, 1, 2) * node_pw[:, None, :, None]  # [E, J, M, K]
-        spot = (torch.diagonal(lsr[:, self.Xt:self.Xt + J], dim1=1, dim2=2).permute(0, 2, 1)
-                * pw[:, 2, None, None])  # [E, J, K]
-        sat_own = lsr[:, self.Xt + J:][:, self.topo.region_beam, j_ar] * pw[:, 3, None, None]
-        best = node.max(2).values  # best terrestrial node per user
-        # per region, mean over its users: each node, the HAP spot beam, the satellite beam,
-        # the best terrestrial node (one pass for all)
-        feat = snr_feat_(torch.cat([node, spot[:, :, None], sat_own[:, :, None],
-                                   best[:, :, None]], 2)).mean(-1)  # [E, J, M + 3]
         node_snr, spot_snr, sat_snr, tn_snr = (feat[..., :M], feat[..., M], feat[..., M + 1],
                                                feat[..., M + 2])
         t = st.t.float()
@@ -1310,15 +1304,16 @@ class TNTNCore:
         p = torch.gather(self.stream_power_w(holder, st), 1,
                          holder.clamp(min=0).view(E, -1)).view(E, J, 1, N)
         if self._kernel_ok(st):
-            link = self._link_counters(hs, u_glob[None, :, :, None], n_ar).view(E, -1)
             p = torch.where(holder[:, :, None, :] >= 0, p, 0.0)  # held streams have power > 0
+            link = _link_counters(hs, u_glob[None, :, :, None], n_ar, self.Ut, N).view(E, -1)
             hsnr = self._kernels["holder_snr"](self._fade_key(st).view(E, 1), link,
                                                st.ls_gain.view(E, -1), st.ls_k.view(E, -1), p,
                                                self.noise_w).view(E, J, -1)
         else:
             g = self._gain(st, hs, u_glob[None, :, :, None], n_ar)  # [E, J, K, N]
             g *= p
-            hsnr = snr_feat_(g).masked_fill_(holder[:, :, None, :] < 0, 0.0).view(E, J, -1)
+            hsnr = _snr_feature_(g, self.noise_w).masked_fill_(holder[:, :, None, :] < 0,
+                                                               0.0).view(E, J, -1)
         size = net.region_size_m
         uxy = (st.user_xy.view(E, J, K, 2) - self.topo.region_centre_xy[None, :, None]) / size
         rate = st.last_rate.view(E, J, K) / self.cfg.reward.rate_scale_bps
@@ -1330,8 +1325,29 @@ class TNTNCore:
         timing = torch.cat([prog, until_hap, until_sat], 1)
         parts = [hk, hsnr, (st.last_inr_db / 20).clamp(-3, 3), uxy.reshape(E, J, -1), dem, rate,
                  vxy.reshape(E, J, -1), timing[:, None].expand(-1, J, -1)]
-        out["local"] = torch.cat(parts, -1)
+        out["local"] = kern["cat"](parts) if kern else torch.cat(parts, -1)
         return out
+
+    def _region_snr(self, ls_gain, power_w):
+        """Per region, its users' mean SNR feature (large-scale gains at a 1/N power share) of
+        each of its nodes, the HAP spot beam, the satellite beam and the best terrestrial node:
+        [E, J, M + 3]."""
+        E, J, K, M, N = ls_gain.shape[0], self.J, self.K, self.M, self.N
+        dev = ls_gain.device
+        pw = power_w / N  # [E, 4]: TBS, UAV, HAP, satellite beam
+        lsr = ls_gain.view(E, self.X, J, K)
+        j_ar = torch.arange(J, device=dev)
+        node_pw = pw[:, (torch.arange(M, device=dev) >= self.Tn).long()]  # [E, M]
+        # region j's nodes to region j's users: diagonal views, no copy until the products
+        node = torch.diagonal(lsr[:, :self.Xt].view(E, J, M, J, K), dim1=1, dim2=3)
+        node = node.permute(0, 3, 1, 2) * node_pw[:, None, :, None]  # [E, J, M, K]
+        spot = (torch.diagonal(lsr[:, self.Xt:self.Xt + J], dim1=1, dim2=2).permute(0, 2, 1)
+                * pw[:, 2, None, None])  # [E, J, K]
+        sat_own = lsr[:, self.Xt + J:][:, self.topo.region_beam, j_ar] * pw[:, 3, None, None]
+        best = node.max(2).values  # best terrestrial node per user
+        # in place on a fresh tensor (the roundings of the out-of-place form), one pass for all
+        return _snr_feature_(torch.cat([node, spot[:, :, None], sat_own[:, :, None],
+                                        best[:, :, None]], 2), self.noise_w).mean(-1)
 
     def _stream_counts(self, holder) -> torch.Tensor:
         """Number of streams sharing each transmitter's platform power, [E, X]."""
