@@ -46,6 +46,7 @@ def test_compiled_core_matches_eager_and_repairs_alike():
     for t in eager.tiers:
         assert torch.equal(me[t], mc[t])
     gen = torch.Generator().manual_seed(1)
+    graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
     for step in range(10):
         acts = pick(eager, me, scores_for(eager, gen))
         if step == 4:  # a forbidden choice: both repair it, the compiled core after its check
@@ -62,6 +63,9 @@ def test_compiled_core_matches_eager_and_repairs_alike():
             _assert_link_states_close(eager.link_state(0), comp.link_state(0))
         me = a["masks"]
     assert comp.state.episode.tolist() == [1]  # crossed the episode end
+    # two graphs at most (with and without a large-scale refresh; fewer if another test compiled
+    # them): the states after an auto-reset have the memory layout of the others, no recompile
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] - graphs <= 2
 
 
 def test_compiled_pettingzoo_env_matches_eager_and_raises_alike():

@@ -591,7 +591,9 @@ class TNTNCore:
         u_all = self._field(field_key[:, up][..., None], ue, ch.los_grid_m, _S_LOS,
                             bilinear=False)
         nt, nu, ni = J * Tn, J * U, self.I
-        uav_los_u = u_all[:, nt:nt + nu]
+        # a copy with the strides of a partial reset's merge (a view's strides would differ even
+        # at E = 1, where a view is already "contiguous"): one memory layout for compiled graphs
+        uav_los_u = u_all[:, nt:nt + nu].clone(memory_format=torch.contiguous_format)
         node_gain, node_los = [], []  # [E, J, Tn or U, Ut] blocks: TBS, then UAVs
         if Tn > 0:
             tbs = topo.tbs_xy.reshape(-1, 2)[None, :, None]  # [1, J*Tn, 1, 2]
