@@ -9,7 +9,11 @@ steps), so that a noisy machine's slow minutes fall on both sides alike.
 
 With ``--compile`` the cores use ``compile=True`` and warm up for 12 steps (past the first
 large-scale refresh, so both graphs exist); the first round of each side compiles (minutes),
-later rounds load torch's compile cache. Each run also reports its warm-up time.
+later rounds load torch's compile cache. Each run also reports its warm-up time. ``--modes``
+sets each side's mode instead (eager, true, graph, kernels), e.g. eager against compiled
+kernels on one checkout:
+
+    python benchmarks/ab_core_step.py . . --modes eager kernels --envs 4096 --rounds 4
 
 Prints each run's mean, median and minimum ms per step, then per side the mean of those
 figures over the rounds. Each subprocess imports ``tntn_env`` from its own checkout (it raises if
@@ -28,7 +32,7 @@ import sys
 CHILD = r"""
 import json, sys, time, torch
 root, envs, steps, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-compile = sys.argv[5] == "1"
+compile = {"0": False, "1": True}.get(sys.argv[5], sys.argv[5])
 sys.path[:0] = [root, root + "/benchmarks"]
 import tntn_env
 assert tntn_env.__file__.startswith(root), f"tntn_env imported from {tntn_env.__file__}"
@@ -51,9 +55,11 @@ print(json.dumps({"steps": ts, "warm": warm}))
 """
 
 
-def run(root: str, envs: int, steps: int, threads: int, compile: bool) -> dict:
+def run(root: str, envs: int, steps: int, threads: int, compile) -> dict:
+    """One subprocess; ``compile`` as TNTNCore takes it (False, True, "graph", "kernels")."""
+    arg = compile if isinstance(compile, str) else str(int(compile))
     res = subprocess.run([sys.executable, "-c", CHILD, root, str(envs), str(steps), str(threads),
-                          str(int(compile))], capture_output=True, text=True, check=True)
+                          arg], capture_output=True, text=True, check=True)
     got = json.loads(res.stdout.strip().splitlines()[-1])
     ts = [t * 1e3 for t in got["steps"]]
     return {"mean": statistics.fmean(ts), "median": statistics.median(ts), "min": min(ts),
@@ -69,12 +75,18 @@ def main() -> None:
     p.add_argument("--envs", type=int, default=4096)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--compile", action="store_true", help="cores with compile=True")
+    p.add_argument("--modes", nargs=2, metavar=("MODE_A", "MODE_B"),
+                   choices=("eager", "true", "graph", "kernels"),
+                   help="per side instead: eager, true (compile=True), graph or kernels")
     args = p.parse_args()
     roots = {"A": os.path.abspath(args.a), "B": os.path.abspath(args.b)}
+    as_arg = {"eager": False, "true": True, "graph": "graph", "kernels": "kernels"}
+    modes = ({"A": as_arg[args.modes[0]], "B": as_arg[args.modes[1]]} if args.modes
+             else {"A": args.compile, "B": args.compile})
     runs = {"A": [], "B": []}
     for r in range(args.rounds):
         for side, root in roots.items():
-            m = run(root, args.envs, args.steps, args.threads, args.compile)
+            m = run(root, args.envs, args.steps, args.threads, modes[side])
             runs[side].append(m)
             print(f"round {r + 1} {side}: mean {m['mean']:.3f}  median {m['median']:.3f}  "
                   f"min {m['min']:.3f} ms per step; warm-up {m['warm']:.1f} s", flush=True)

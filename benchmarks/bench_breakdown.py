@@ -4,6 +4,7 @@ of the two CPU speed targets of the environment (>= 50,000 core env-steps/s at E
 
     python benchmarks/bench_breakdown.py                # core at E = 4,096 and PettingZoo, eager
     python benchmarks/bench_breakdown.py --compile      # PettingZoo also with compile=True
+    python benchmarks/bench_breakdown.py --core-compile kernels   # the core's kernels mode
     python benchmarks/bench_breakdown.py --json         # one JSON object with the same figures
 
 Core part: the eager ``core.step`` at ``--envs`` for ``--steps`` steps (uniform random masked
@@ -12,7 +13,9 @@ own methods: scoring (``_score``), advancing the state (``_advance``) and the la
 inside it (``_large_scale``), the observation (``observe``), and the lazy fading draws
 (``_gain``, called from scoring and from the observation). Each is reported in ms per batched
 step, averaged over the steps (large-scale refreshes included at their rate of one step in
-ten), beside the time the target allows (1,000 * E / 50,000 ms).
+ten), beside the time the target allows (1,000 * E / 50,000 ms). ``--core-compile kernels``:
+the same for a core with ``compile="kernels"`` (after 12 warm-up steps), plus each compiled
+kernel's time (those calls are inside the parts above; ``_gain`` is then no longer called).
 
 PettingZoo part: the E = 1 env with each agent's ``action_space(a).sample(mask=...)``, as
 ``bench_env.py`` measures it. Per step: sampling, ``env.step``, and inside it ``core.step``
@@ -62,16 +65,22 @@ def _timed(fn, name: str, acc: dict | None = None, samples: dict | None = None):
     return wrapper
 
 
-def core_breakdown(num_envs: int, steps: int) -> dict:
-    core = TNTNCore(scenario="sag", num_envs=num_envs, check_actions=False)
+def core_breakdown(num_envs: int, steps: int, compile: str | None = None) -> dict:
+    """Where an eager core's step goes, or (``compile="kernels"``) a core's whose per-link work
+    runs in compiled kernels: then each kernel's time too (``kernel:<name>``)."""
+    core = TNTNCore(scenario="sag", num_envs=num_envs, check_actions=False,
+                    compile=compile or False)
     _, masks = core.reset(seed=0)
     gen = torch.Generator().manual_seed(0)
     out = {"masks": masks}
-    for _ in range(3):
+    for _ in range(12 if compile else 3):  # compiled: past the first refresh step
         out = core.step(random_masked_actions(core, out["masks"], gen), auto_reset=True)
     acc = dict.fromkeys(CORE_PARTS, 0.0)
     for name in CORE_PARTS:  # instance attributes shadow the methods the core calls
         setattr(core, name, _timed(getattr(core, name), name, acc=acc))
+    for name in core._kernels or {}:
+        acc["kernel:" + name] = 0.0
+        core._kernels[name] = _timed(core._kernels[name], "kernel:" + name, acc=acc)
     total = 0.0
     for _ in range(steps):
         acts = random_masked_actions(core, out["masks"], gen)
@@ -80,7 +89,7 @@ def core_breakdown(num_envs: int, steps: int) -> dict:
         total += time.perf_counter() - t0
     ms = {name: 1e3 * v / steps for name, v in acc.items()}
     step_ms = 1e3 * total / steps
-    return {"num_envs": num_envs, "steps": steps, "step_ms": step_ms,
+    return {"num_envs": num_envs, "compile": compile, "steps": steps, "step_ms": step_ms,
             "env_steps_per_s": num_envs * steps / total,
             "target_step_ms": 1e3 * num_envs / TARGET_CORE, "parts_ms": ms,
             "other_ms": step_ms - ms["_score"] - ms["observe"] - ms["_advance"]}
@@ -204,6 +213,9 @@ def main() -> None:
                    help="also the PettingZoo env with compile=True (minutes of compiling, cold)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch intra-op threads (default: torch's choice, the core count)")
+    p.add_argument("--core-compile", choices=("kernels",), default=None,
+                   help="the core part with compile=\"kernels\" (about a minute of compiling, "
+                        "cold), with each kernel's time")
     p.add_argument("--draw-layouts", action="store_true",
                    help="also time the observation's fading draw eager/compiled, broadcast/flat")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -212,7 +224,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     res = {"machine": {"platform": platform.platform(), "torch": torch.__version__,
                        "threads": torch.get_num_threads()},
-           "core": core_breakdown(args.envs, args.steps),
+           "core": core_breakdown(args.envs, args.steps, args.core_compile),
            "pettingzoo": [pettingzoo_breakdown(args.pz_steps, False)]}
     if args.compile:
         res["pettingzoo"].append(pettingzoo_breakdown(args.pz_steps, True))
@@ -223,7 +235,8 @@ def main() -> None:
         return
     m, c = res["machine"], res["core"]
     print(f"torch {m['torch']}, {m['threads']} threads, {m['platform']}\n")
-    print(f"core.step, eager, E = {c['num_envs']}, {c['steps']} steps: "
+    mode = f'compile="{c["compile"]}"' if c["compile"] else "eager"
+    print(f"core.step, {mode}, E = {c['num_envs']}, {c['steps']} steps: "
           f"{c['env_steps_per_s']:,.0f} env-steps/s")
     print("\n| part (ms per batched step) | ms |\n|---|---:|")
     print(f"| whole step | {c['step_ms']:.1f} |")
@@ -233,6 +246,9 @@ def main() -> None:
               "_gain": "fading draws (`_gain`, inside scoring and observation)"}
     for name in CORE_PARTS:
         print(f"| {labels[name]} | {c['parts_ms'][name]:.1f} |")
+    for name, v in c["parts_ms"].items():
+        if name.startswith("kernel:"):
+            print(f"| compiled kernel `{name[7:]}` | {v:.1f} |")
     print(f"| rest of core.step (checks, masks, metrics, auto-reset) | {c['other_ms']:.1f} |")
     print(f"| allowed by the target ({TARGET_CORE:,} env-steps/s) | {c['target_step_ms']:.1f} |")
     for r in res["pettingzoo"]:
