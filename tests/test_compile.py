@@ -108,6 +108,15 @@ def test_kernels_core_matches_eager():
     cfg = make_config("sag", **SMALL)
     eager, kern = TNTNCore(cfg, num_envs=4), TNTNCore(cfg, num_envs=4, compile="kernels")
     assert kern.compile_mode == "kernels" and kern._transition_compiled is None
+    calls = dict.fromkeys(kern._kernels, 0)
+
+    def counted(name, fn):
+        def call(*args):
+            calls[name] += 1
+            return fn(*args)
+        return call
+
+    kern._kernels = {name: counted(name, fn) for name, fn in kern._kernels.items()}
     _, me = eager.reset(seed=4)
     _, mk = kern.reset(seed=4)
     for t in eager.tiers:
@@ -131,6 +140,19 @@ def test_kernels_core_matches_eager():
                                                atol=ATOL, msg=k)
         me = a["masks"]
     assert kern.state.episode.tolist() == [1] * 4  # crossed the episode end
+    assert all(calls.values()), calls  # every kernel ran (not the eager fallback)
+    # correlated fading: the draws stay eager (they gather the state's fading field), the other
+    # kernels run
+    cfg = make_config("sag", **SMALL, fading_rho=0.6)
+    eager, kern = TNTNCore(cfg, num_envs=4), TNTNCore(cfg, num_envs=4, compile="kernels")
+    _, me = eager.reset(seed=5)
+    kern.reset(seed=5)
+    for _ in range(4):
+        acts = pick(eager, me, scores_for(eager, gen))
+        a = eager.step({k: v.clone() for k, v in acts.items()}, auto_reset=True)
+        b = kern.step({k: v.clone() for k, v in acts.items()}, auto_reset=True)
+        assert_out_close(a, b, rtol=RTOL, atol=ATOL)
+        me = a["masks"]
 
 
 def test_compile_modes():

@@ -69,7 +69,7 @@ def _link_counters(tx, user, n, num_users: int, num_subbands: int) -> torch.Tens
 def _link_gain(key, link, ls_gain, ls_k, num_subbands: int):
     """Gains [E, L] of flat links: large-scale gain times a Rician draw. ``key`` [E, 1] fading
     keys, ``link`` [E, L] int32 link counters (tx * Ut + user) * N + n, ``ls_gain``/``ls_k``
-    the [E, X * Ut] large-scale tables. One of the kernels ``compile=True`` compiles at large E
+    the [E, X * Ut] large-scale tables. Inside the kernels of ``compile="kernels"``
     (contiguous rows: inductor vectorises the gathers, the draw and the product in one pass)."""
     pair = torch.div(link, num_subbands, rounding_mode="floor").long()
     kf = torch.gather(ls_k, 1, pair)
@@ -314,7 +314,7 @@ class TNTNCore:
         self._transition_compiled = (torch.compile(self._transition, dynamic=False, options=opts)
                                      if compile == "graph" else None)
         self._kernels = ({name: torch.compile(f, dynamic=False, options=opts)
-                          for name, f in (("gain", _link_gain), ("holder_snr", _holder_snr),
+                          for name, f in (("holder_snr", _holder_snr),
                                           ("slots", _slot_links),
                                           ("uav_rows", self._uav_rows),
                                           ("demand", self._demand), ("cat", _cat_last),
@@ -539,8 +539,7 @@ class TNTNCore:
     def _large_scale(self, st: CoreState, full: bool) -> None:
         """Set st.ls_gain/ls_los/ls_k (new tensors): UAV rows always, all rows if ``full`` (then
         also st.uav_los_u)."""
-        kern = self._kernels if (self._kernels is not None
-                                 and st.key.numel() == self.num_envs) else None
+        kern = self._kernels_for(st)
         if full:
             tables = kern["tables"] if kern else self._large_scale_tables
             st.ls_gain, st.ls_los, st.ls_k, st.uav_los_u = tables(st.user_xy, st.uav_xy,
@@ -548,7 +547,8 @@ class TNTNCore:
             return
         ls_gain, ls_los, ls_k = st.ls_gain.clone(), st.ls_los.clone(), st.ls_k.clone()
         if self.U > 0:
-            # (a compiled kernel would fuse the row writes into a pass over every row)
+            # the row writes stay eager: compiled, inductor fused them into a pass computing
+            # the UAV formula over every row (slower than the kernel plus these writes)
             rows = (kern["uav_rows"] if kern else self._uav_rows)(st.uav_xy, st.user_xy,
                                                                   st.uav_los_u)
             # UAV rows are node Tn.. of each region: written through [E, J, M, Ut] views
@@ -667,10 +667,6 @@ class TNTNCore:
         # gathers (int64), the link counter tx * Ut * N + user * N + n for the draws (int32, the
         # generator's index type; links < 2**31 by construction) in one full-size add
         link = _link_counters(tx, user, n, self.Ut, self.N)
-        if self._kernel_ok(st):
-            return self._kernels["gain"](self._fade_key(st).view(E, 1), link.reshape(E, -1),
-                                         st.ls_gain.reshape(E, -1), st.ls_k.reshape(E, -1),
-                                         self.N).view(shape)
         pair = (tx * self.Ut + user).expand(shape).reshape(E, -1)
         ls = torch.gather(st.ls_gain.reshape(E, -1), 1, pair).view(shape)
         kf = torch.gather(st.ls_k.reshape(E, -1), 1, pair).view(shape)
@@ -687,11 +683,16 @@ class TNTNCore:
         s = torch.sqrt(0.5 / (kf + 1.0))
         return ls * ((mu + s * xy[..., 0]) ** 2 + (s * xy[..., 1]) ** 2)
 
+    def _kernels_for(self, st: CoreState) -> dict | None:
+        """The compiled kernels (``compile="kernels"``) if they apply to ``st``, else None (eager
+        code): they are compiled for the core's own batch shape, which what-if evaluation
+        batches do not have."""
+        return self._kernels if st.key.numel() == self.num_envs else None
+
     def _kernel_ok(self, st: CoreState) -> bool:
-        """Whether the compiled kernels (compile=True at large E on CPU) apply to ``st``: the
-        core's own batch (what-if evaluation batches have other shapes) and i.i.d. fading."""
-        return (self._kernels is not None and st.key.numel() == self.num_envs
-                and not self._correlated)
+        """Whether the fading-draw kernels apply to ``st``: :meth:`_kernels_for` and i.i.d.
+        fading (correlated fading gathers the state's fading field instead of drawing)."""
+        return self._kernels_for(st) is not None and not self._correlated
 
     def _last_for(self, name: str, inputs: tuple, compute):
         """``compute(*inputs)``, or its last result for ``name`` if called with the same tensor
@@ -1204,7 +1205,7 @@ class TNTNCore:
         new = replace(st, t=t1, rkey=self._step_key(st.ekey, t1), user_xy=user_xy,
                       uav_xy=sc.uav_xy, hot_xy=hot, hot_target=tgt,
                       sat_choice=sc.sat_choice, hap_choice=sc.hap_choice)
-        kern = self._kernels if (self._kernels is not None and E == self.num_envs) else None
+        kern = self._kernels_for(st)
         new.demand_bps = (kern["demand"] if kern else self._demand)(user_xy, hot)
         if full:
             self._large_scale(new, full=True)
@@ -1267,7 +1268,7 @@ class TNTNCore:
                                   self.I, self.B)
         dev, tm, net = self.device, self.cfg.timing, self.cfg.network
         holder, beam_has, sat_direct = self._allocation(st.sat_choice, st.hap_choice)
-        kern = self._kernels if (self._kernels is not None and E == self.num_envs) else None
+        kern = self._kernels_for(st)
         feat = (kern["region_snr"] if kern else self._region_snr)(st.ls_gain, st.power_w)
         j_ar = torch.arange(J, device=dev)
         node_snr, spot_snr, sat_snr, tn_snr = (feat[..., :M], feat[..., M], feat[..., M + 1],
