@@ -306,3 +306,37 @@ def test_top_down_sampling_with_masks_for_is_accepted():
         out = core.step(a)  # raises today at t = 0 when the new split differs from the old one
         assert (out["voided"] == 0).all()  # top-down choices are never voided
         masks = out["masks"]
+
+
+@pytest.mark.parametrize("scenario", ["sag", "ag", "uav"])
+def test_steps_without_upper_decisions_reuse_the_allocation_exactly(scenario):
+    """On a step where no upper tier decides (known on the host), the core keeps the state's
+    choice tensors and takes what depends only on the allocation from its memo (holder powers,
+    holder links, one-hot observation parts). The outputs must be bit for bit those of the full
+    computation (forced here by reporting every step as an upper-tier decision step), over
+    decisions, steps between them and an auto-reset; and the memo must actually be used."""
+    cfg = make_config(scenario, **{k: v for k, v in CFG.items()
+                                   if scenario == "sag" or k not in ("satellite_interval",)})
+    fast, full = TNTNCore(cfg, num_envs=3), TNTNCore(cfg, num_envs=3)
+    full._upper_decided = lambda dec, t: True  # every step takes the full path
+    calls = {"fast": 0, "full": 0}
+    for name, core in (("fast", fast), ("full", full)):
+        of = core._allocation_of
+
+        def counted(*a, _of=of, _name=name):
+            calls[_name] += 1
+            return _of(*a)
+        core._allocation_of = counted
+    gen = torch.Generator().manual_seed(5)
+    (obs_a, masks_a), (obs_b, _) = fast.reset(seed=11), full.reset(seed=11)
+    for t in obs_a:
+        assert torch.equal(obs_a[t], obs_b[t])
+    for step in range(int(cfg.timing.episode_steps * 1.5)):
+        acts = pick(fast, masks_a, scores_for(fast, gen))
+        a = fast.step(acts, auto_reset=True)
+        b = full.step(acts, auto_reset=True)
+        assert_out_close(a, b, exact=True)
+        for k in ("sat_choice", "hap_choice", "users", "slot_sinr", "rate_bps"):
+            assert torch.equal(getattr(fast.last, k), getattr(full.last, k)), (step, k)
+        masks_a = a["masks"]
+    assert calls["fast"] < calls["full"], calls

@@ -748,6 +748,21 @@ class TNTNCore:
         st = st or self.state
         return st.power_w[:, self._tx_power_col] / self._stream_counts(holder).clamp(min=1.0)
 
+    def _holder_streams(self, holder: torch.Tensor, power_w: torch.Tensor):
+        """(hidx, p_hold, div) of an allocation: the holder per (region, subband) with the dummy
+        row X where there is none [E, J, N]; the holder's per-stream power before the power
+        level [E, J, N] (W; 0 where there is no holder); its time split [E, J, N, 1]. Depends
+        only on the allocation and the episode's powers: computed once per allocation."""
+        return self._last_for("holder_streams", (holder, power_w), self._holder_streams_of)
+
+    def _holder_streams_of(self, holder, power_w):
+        E, X = holder.shape[0], self.X
+        hidx = torch.where(holder >= 0, holder, X)  # dummy row X
+        p_share = power_w[:, self._tx_power_col] / self._stream_counts(holder).clamp(min=1.0)
+        p_share = torch.cat([p_share, torch.zeros(E, 1, device=holder.device)], 1)
+        p_hold = torch.gather(p_share, 1, hidx.view(E, -1)).view(holder.shape)
+        return hidx, p_hold, self._tx_div[hidx][..., None]
+
     def effective_upper(self, actions: dict, st: CoreState | None = None,
                         decides: dict | None = None):
         """Effective (sat_choice [E, N], hap_choice [E, J, N]) after this step's upper-tier
@@ -952,10 +967,19 @@ class TNTNCore:
         return f"move of UAV {pos - N * T - N}: 0 stay, 1 +x, 2 -x, 3 +y, 4 -y"
 
     # ------------------------------------------------------------------ scoring (pure)
-    def _score(self, st: CoreState, actions: dict, dec: dict) -> Scored:
+    def _score(self, st: CoreState, actions: dict, dec: dict,
+               upper_fixed: bool = False) -> Scored:
+        """Score one joint action on ``st``. ``upper_fixed``: no upper tier decides on this step
+        in any env (known on the host), so the state's allocation stands: the state's own
+        choice tensors are kept, and what depends only on them comes from the last step's memo
+        (:meth:`_last_for`)."""
         E, J, N, T, K, X = st.key.numel(), self.J, self.N, self.T, self.K, self.X
         dev, net = self.device, self.cfg.network
-        sat, hap, voided = self._upper_choices(st, actions, dec)
+        if upper_fixed:  # what _upper_choices gives then: the state's choices, nothing voided
+            sat, hap = st.sat_choice, st.hap_choice
+            voided = torch.zeros(E, self.I, dtype=torch.long, device=dev)
+        else:
+            sat, hap, voided = self._upper_choices(st, actions, dec)
         holder, _, sat_direct = self._allocation(sat, hap)
         loc = actions["local"].view(E, J, -1)
         nt = N * T
@@ -968,10 +992,8 @@ class TNTNCore:
         active = served.any(-1) & (holder >= 0)  # [E, J, N]
         # Power: a physical platform's power split equally over the (region, subband) streams it
         # holds; a satellite beam's over its satellite-direct subbands.
-        hidx = torch.where(holder >= 0, holder, X)  # dummy row X
-        p_share = self.stream_power_w(holder, st)  # [E, X]
-        p_share = torch.cat([p_share, torch.zeros(E, 1, device=dev)], 1)
-        p_jn = torch.gather(p_share, 1, hidx.view(E, -1)).view(E, J, N) * level
+        hidx, p_hold, div = self._holder_streams(holder, st.power_w)
+        p_jn = p_hold * level
         p_jn = torch.where(active, p_jn, 0.0)
         aidx = torch.where(active, hidx, X)
         txp = torch.zeros(E, X + 1, N, device=dev).scatter_(
@@ -995,7 +1017,6 @@ class TNTNCore:
         n_ar = torch.arange(N, device=dev).view(1, 1, N, 1, 1)
         c_safe = c.clamp(max=X - 1)
         pw = torch.gather(txp.view(E, -1), 1, (c * N + n_ar).reshape(E, -1)).view(c.shape)
-        div = self._tx_div[hidx][..., None]
         if self._kernel_ok(st):  # candidate-major links: [E, J', J, N, T]
             pw[..., :J - 1] *= c[..., :J - 1] != c[..., J - 1:]  # serving: no interferer
             link = _link_counters(c_safe.permute(0, 4, 1, 2, 3).contiguous(), u_glob[:, None],
@@ -1084,7 +1105,8 @@ class TNTNCore:
         else:
             dec = self.decides(st)
             actions, repaired = self._check(actions, self._masks, dec)
-            sc = self._score(st, actions, dec)
+            sc = self._score(st, actions, dec,
+                             upper_fixed=t is not None and not self._upper_decided(dec, t))
             new, obs, masks, metrics = self._advance(st, sc, full), None, None, None
         self.last, self._last_state = sc, st
         trunc = new.t >= self.cfg.timing.episode_steps
@@ -1264,10 +1286,11 @@ class TNTNCore:
     def observe(self, st: CoreState | None = None) -> dict:
         """Observations per tier [E, agents, obs_size] (float32, finite)."""
         st = st or self.state
-        E, J, N, K, M, R, I, B = (st.key.numel(), self.J, self.N, self.K, self.M, self.R,
-                                  self.I, self.B)
+        E, J, N, K, M, R, I = (st.key.numel(), self.J, self.N, self.K, self.M, self.R, self.I)
         dev, tm, net = self.device, self.cfg.timing, self.cfg.network
-        holder, beam_has, sat_direct = self._allocation(st.sat_choice, st.hap_choice)
+        holder = self._allocation(st.sat_choice, st.hap_choice)[0]
+        af = self._last_for("allocation_features", (st.sat_choice, st.hap_choice),
+                            self._allocation_features)
         kern = self._kernels_for(st)
         feat = (kern["region_snr"] if kern else self._region_snr)(st.ls_gain, st.power_w)
         j_ar = torch.arange(J, device=dev)
@@ -1284,36 +1307,27 @@ class TNTNCore:
         dem = st.demand_bps.view(E, J, K) / self.cfg.demand.base_demand_bps
         out = {}
         if "satellite" in self.tiers:
-            parts = [_one_hot(st.sat_choice, B + 2).view(E, -1),
-                     dem.mean(-1), st.last_served, st.last_se, sat_snr, tn_snr,
+            parts = [af["satellite"], dem.mean(-1), st.last_served, st.last_se, sat_snr, tn_snr,
                      prog, until_sat]
             out["satellite"] = torch.cat(parts, 1)[:, None]
         if "hap" in self.tiers:
-            bh = beam_has.view(E, I, R, N)[:, :, 0].float()
-            sd = sat_direct.view(E, I, R, N)[:, :, 0].float()
-            alloc = _one_hot(st.hap_choice, M + 2).view(E, I, -1)
             ns = torch.cat([node_snr, spot_snr[..., None]], -1).view(E, I, -1)
             timing = torch.cat([prog, until_hap, until_sat], 1)
-            parts = [bh, sd, alloc, dem.mean(-1).view(E, I, R), st.last_served.view(E, I, R),
+            parts = [*af["hap"], dem.mean(-1).view(E, I, R), st.last_served.view(E, I, R),
                      st.last_se.view(E, I, R), st.last_fair.view(E, I, R), ns,
                      timing[:, None].expand(-1, I, -1)]
             out["hap"] = torch.cat(parts, -1)
         # Local: holder kind, holder SNR per (user, subband) on this step's realisation.
-        kind = torch.where(holder >= 0, self.topo.tx_kind[holder.clamp(min=0)] + 1, 0)
-        hk = _one_hot(kind, 5).view(E, J, -1)
-        u_glob = (j_ar[:, None] * K + torch.arange(K, device=dev)[None])  # [J, K]
-        hs = holder.clamp(min=0)[:, :, None, :]  # [E, J, 1, N]
-        n_ar = torch.arange(N, device=dev).view(1, 1, 1, N)
-        p = torch.gather(self.stream_power_w(holder, st), 1,
-                         holder.clamp(min=0).view(E, -1)).view(E, J, 1, N)
+        p = self._holder_streams(holder, st.power_w)[1][:, :, None, :]  # [E, J, 1, N]; 0: none
         if self._kernel_ok(st):
-            p = torch.where(holder[:, :, None, :] >= 0, p, 0.0)  # held streams have power > 0
-            link = _link_counters(hs, u_glob[None, :, :, None], n_ar, self.Ut, N).view(E, -1)
+            link = self._last_for("holder_links", (holder,), self._holder_links)
             hsnr = self._kernels["holder_snr"](self._fade_key(st).view(E, 1), link,
                                                st.ls_gain.view(E, -1), st.ls_k.view(E, -1), p,
                                                self.noise_w).view(E, J, -1)
         else:
-            g = self._gain(st, hs, u_glob[None, :, :, None], n_ar)  # [E, J, K, N]
+            u_glob = (j_ar[:, None] * K + torch.arange(K, device=dev)[None])  # [J, K]
+            g = self._gain(st, holder.clamp(min=0)[:, :, None, :], u_glob[None, :, :, None],
+                           torch.arange(N, device=dev).view(1, 1, 1, N))  # [E, J, K, N]
             g *= p
             hsnr = _snr_feature_(g, self.noise_w).masked_fill_(holder[:, :, None, :] < 0,
                                                                0.0).view(E, J, -1)
@@ -1326,10 +1340,39 @@ class TNTNCore:
         else:
             vxy = torch.zeros(E, J, 0, 2, device=dev)
         timing = torch.cat([prog, until_hap, until_sat], 1)
-        parts = [hk, hsnr, (st.last_inr_db / 20).clamp(-3, 3), uxy.reshape(E, J, -1), dem, rate,
-                 vxy.reshape(E, J, -1), timing[:, None].expand(-1, J, -1)]
+        parts = [af["local"], hsnr, (st.last_inr_db / 20).clamp(-3, 3), uxy.reshape(E, J, -1),
+                 dem, rate, vxy.reshape(E, J, -1), timing[:, None].expand(-1, J, -1)]
         out["local"] = kern["cat"](parts) if kern else torch.cat(parts, -1)
         return out
+
+    def _allocation_features(self, sat_choice, hap_choice) -> dict:
+        """The observation parts that depend only on the allocation, per tier (computed once per
+        allocation: upper tiers decide every 10 or 50 steps): the satellite's one-hot choices;
+        the HAPs' beam and satellite-direct flags and one-hot choices; the local agents'
+        one-hot holder kinds."""
+        E, I, R, N, J = sat_choice.shape[0], self.I, self.R, self.N, self.J
+        holder, beam_has, sat_direct = self._allocation(sat_choice, hap_choice)
+        out = {}
+        if "satellite" in self.tiers:
+            out["satellite"] = _one_hot(sat_choice, self.B + 2).view(E, -1)
+        if "hap" in self.tiers:
+            out["hap"] = (beam_has.view(E, I, R, N)[:, :, 0].float(),
+                          sat_direct.view(E, I, R, N)[:, :, 0].float(),
+                          _one_hot(hap_choice, self.M + 2).view(E, I, -1))
+        kind = torch.where(holder >= 0, self.topo.tx_kind[holder.clamp(min=0)] + 1, 0)
+        out["local"] = _one_hot(kind, 5).view(E, J, -1)
+        return out
+
+    def _holder_links(self, holder) -> torch.Tensor:
+        """Link counters [E, J * K * N] of each subband's holder to its region's users (the
+        local observation's holder SNRs; computed once per allocation)."""
+        E, J, K, N = holder.shape[0], self.J, self.K, self.N
+        dev = holder.device
+        u_glob = (torch.arange(J, device=dev)[:, None] * K
+                  + torch.arange(K, device=dev)[None])  # [J, K]
+        return _link_counters(holder.clamp(min=0)[:, :, None, :], u_glob[None, :, :, None],
+                              torch.arange(N, device=dev).view(1, 1, 1, N), self.Ut,
+                              N).view(E, -1)
 
     def _region_snr(self, ls_gain, power_w):
         """Per region, its users' mean SNR feature (large-scale gains at a 1/N power share) of
