@@ -66,25 +66,37 @@ def _link_counters(tx, user, n, num_users: int, num_subbands: int) -> torch.Tens
     return rng.to_i32(tx * (num_users * num_subbands)) + rng.to_i32(user * num_subbands + n)
 
 
-def _link_gain(key, link, ls_gain, ls_k, num_subbands: int):
+def _link_index(tx, user, n, num_users: int, num_subbands: int):
+    """(link counters, (tx, user) pairs), both int32 at the inputs' broadcast shape: the pair
+    tx * Ut + user indexes the [E, X * Ut] large-scale tables, the counter pair * N + n the
+    draws (the same values as :func:`_link_counters`). For the kernels of ``compile="kernels"``,
+    which take both materialised: deriving the pair from the counter inside a kernel costs an
+    integer division per link (~20-30 % of the link kernels, scratch runs)."""
+    pair = rng.to_i32(tx * num_users) + rng.to_i32(user)
+    return pair * num_subbands + rng.to_i32(n), pair
+
+
+def _link_gain(key, link, pair, ls_gain, ls_k):
     """Gains [E, L] of flat links: large-scale gain times a Rician draw. ``key`` [E, 1] fading
-    keys, ``link`` [E, L] int32 link counters (tx * Ut + user) * N + n, ``ls_gain``/``ls_k``
-    the [E, X * Ut] large-scale tables. Inside the kernels of ``compile="kernels"``
-    (contiguous rows: inductor vectorises the gathers, the draw and the product in one pass)."""
-    pair = torch.div(link, num_subbands, rounding_mode="floor").long()
+    keys, ``link`` [E, L] int32 link counters (tx * Ut + user) * N + n, ``pair`` [E, L] their
+    int32 (tx, user) pairs (:func:`_link_index`), ``ls_gain``/``ls_k`` the [E, X * Ut]
+    large-scale tables. Inside the kernels of ``compile="kernels"`` (contiguous rows: inductor
+    vectorises the draw and the product in one pass)."""
+    pair = pair.long()
     kf = torch.gather(ls_k, 1, pair)
     return rng.rician_power(key, link, kf) * torch.gather(ls_gain, 1, pair)
 
 
-def _holder_snr(key, link, ls_gain, ls_k, power_w, noise_w: float):
+def _holder_snr(key, link, pair, ls_gain, ls_k, power_w, noise_w: float):
     """The local observation's holder SNR features [E, J * K * N] in one pass: ``link`` [E, J * K
-    * N] the holders' links to the region's users, ``power_w`` [E, J, 1, N] the holder's stream
-    power, 0 where the subband has no holder (feature 0). The links come in materialised: built
-    from broadcast indices inside the kernel, they would make inductor loop over [E, J, K, N]
-    with 10-wide inner loops (3x slower here)."""
+    * N] the holders' links to the region's users and ``pair`` their (tx, user) pairs
+    (:func:`_link_index`), ``power_w`` [E, J, 1, N] the holder's stream power, 0 where the
+    subband has no holder (feature 0). The links and pairs come in materialised (the core
+    computes them once per allocation): built from broadcast indices inside the kernel, they
+    would make inductor loop over [E, J, K, N] with 10-wide inner loops (3x slower here)."""
     E, J, _, N = power_w.shape
     p = power_w.expand(E, J, link.shape[1] // (J * N), N).reshape(E, -1)
-    feat = _snr_feature_(_link_gain(key, link, ls_gain, ls_k, N) * p, noise_w)
+    feat = _snr_feature_(_link_gain(key, link, pair, ls_gain, ls_k) * p, noise_w)
     return torch.where(p > 0, feat, 0.0)
 
 
@@ -98,17 +110,18 @@ def _slot_outcomes(sig, interf, served, div, noise_w: float, slot_hz: float):
     return sinr, torch.where(served, inr, 0.0), torch.where(served, rate, 0.0)
 
 
-def _slot_links(key, link, ls_gain, ls_k, power_w, served, div, noise_w: float,
+def _slot_links(key, link, pair, ls_gain, ls_k, power_w, served, div, noise_w: float,
                 slot_hz: float):
     """:func:`_slot_outcomes` of every slot from its links, in one pass. ``link`` [E, C, J * N *
-    T] the counters of each slot's C candidate transmitters (the last one serving; materialised,
-    as for :func:`_holder_snr`), ``power_w`` [E, C, J, N, 1] their powers (0 for an interferer
-    that is the serving transmitter or silent), ``served`` [E, J, N, T], ``div`` [E, J, N, 1]."""
+    T] the counters of each slot's C candidate transmitters (the last one serving) and ``pair``
+    their (tx, user) pairs (materialised, as for :func:`_holder_snr`), ``power_w`` [E, C, J,
+    N, 1] their powers (0 for an interferer that is the serving transmitter or silent),
+    ``served`` [E, J, N, T], ``div`` [E, J, N, 1]."""
     E, C, S = link.shape
     _, _, J, N, _ = power_w.shape
     T = S // (J * N)
     pw = power_w.expand(E, C, J, N, T).reshape(E, C, S)
-    rx = _link_gain(key, link.view(E, -1), ls_gain, ls_k, N).view(E, C, S) * pw
+    rx = _link_gain(key, link.view(E, -1), pair.view(E, -1), ls_gain, ls_k).view(E, C, S) * pw
     interf = rx[:, 0]
     for c in range(1, C - 1):  # C is a handful (the regions): unrolled
         interf = interf + rx[:, c]
@@ -1019,10 +1032,11 @@ class TNTNCore:
         pw = torch.gather(txp.view(E, -1), 1, (c * N + n_ar).reshape(E, -1)).view(c.shape)
         if self._kernel_ok(st):  # candidate-major links: [E, J', J, N, T]
             pw[..., :J - 1] *= c[..., :J - 1] != c[..., J - 1:]  # serving: no interferer
-            link = _link_counters(c_safe.permute(0, 4, 1, 2, 3).contiguous(), u_glob[:, None],
-                                  n_ar.view(1, 1, 1, N, 1), self.Ut, N)
+            link, pair = _link_index(c_safe.permute(0, 4, 1, 2, 3).contiguous(),
+                                     u_glob[:, None], n_ar.view(1, 1, 1, N, 1), self.Ut, N)
             sinr, inr, slot_rate = self._kernels["slots"](
-                self._fade_key(st).view(E, 1), link.view(E, J, -1), st.ls_gain.view(E, -1),
+                self._fade_key(st).view(E, 1), link.view(E, J, -1), pair.view(E, J, -1),
+                st.ls_gain.view(E, -1),
                 st.ls_k.view(E, -1), pw.permute(0, 4, 1, 2, 3), served, div, self.noise_w,
                 net.bandwidth_hz / N / T)
             sinr, inr, slot_rate = (v.view(E, J, N, T) for v in (sinr, inr, slot_rate))
@@ -1320,8 +1334,8 @@ class TNTNCore:
         # Local: holder kind, holder SNR per (user, subband) on this step's realisation.
         p = self._holder_streams(holder, st.power_w)[1][:, :, None, :]  # [E, J, 1, N]; 0: none
         if self._kernel_ok(st):
-            link = self._last_for("holder_links", (holder,), self._holder_links)
-            hsnr = self._kernels["holder_snr"](self._fade_key(st).view(E, 1), link,
+            link, pair = self._last_for("holder_links", (holder,), self._holder_links)
+            hsnr = self._kernels["holder_snr"](self._fade_key(st).view(E, 1), link, pair,
                                                st.ls_gain.view(E, -1), st.ls_k.view(E, -1), p,
                                                self.noise_w).view(E, J, -1)
         else:
@@ -1363,16 +1377,17 @@ class TNTNCore:
         out["local"] = _one_hot(kind, 5).view(E, J, -1)
         return out
 
-    def _holder_links(self, holder) -> torch.Tensor:
+    def _holder_links(self, holder):
         """Link counters [E, J * K * N] of each subband's holder to its region's users (the
-        local observation's holder SNRs; computed once per allocation)."""
+        local observation's holder SNRs) and their (tx, user) pairs (:func:`_link_index`);
+        computed once per allocation."""
         E, J, K, N = holder.shape[0], self.J, self.K, self.N
         dev = holder.device
         u_glob = (torch.arange(J, device=dev)[:, None] * K
                   + torch.arange(K, device=dev)[None])  # [J, K]
-        return _link_counters(holder.clamp(min=0)[:, :, None, :], u_glob[None, :, :, None],
-                              torch.arange(N, device=dev).view(1, 1, 1, N), self.Ut,
-                              N).view(E, -1)
+        link, pair = _link_index(holder.clamp(min=0)[:, :, None, :], u_glob[None, :, :, None],
+                                 torch.arange(N, device=dev).view(1, 1, 1, N), self.Ut, N)
+        return link.view(E, -1), pair.view(E, -1)
 
     def _region_snr(self, ls_gain, power_w):
         """Per region, its users' mean SNR feature (large-scale gains at a 1/N power share) of
