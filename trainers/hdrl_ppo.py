@@ -695,5 +695,6 @@ if __name__ == "__main__":
         print(f"ddp: parameters identical on {world} ranks after {updates} updates "
               f"(checksum {checksum:.17g})")
     writer.close()
-    if ddp:
+    if ddp:  # tear down together, after rank 0's checkpoint and prints
+        dist.barrier()
         dist.destroy_process_group()
