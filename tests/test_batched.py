@@ -315,8 +315,7 @@ def test_steps_without_upper_decisions_reuse_the_allocation_exactly(scenario):
     holder links, one-hot observation parts). The outputs must be bit for bit those of the full
     computation (forced here by reporting every step as an upper-tier decision step), over
     decisions, steps between them and an auto-reset; and the memo must actually be used."""
-    cfg = make_config(scenario, **{k: v for k, v in CFG.items()
-                                   if scenario == "sag" or k not in ("satellite_interval",)})
+    cfg = make_config(scenario, **CFG)
     fast, full = TNTNCore(cfg, num_envs=3), TNTNCore(cfg, num_envs=3)
     full._upper_decided = lambda dec, t: True  # every step takes the full path
     calls = {"fast": 0, "full": 0}

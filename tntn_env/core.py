@@ -758,8 +758,11 @@ class TNTNCore:
     def stream_power_w(self, holder: torch.Tensor, st: CoreState | None = None) -> torch.Tensor:
         """Per-stream power share [E, X] (W) of each transmitter for an allocation ``holder``,
         before the power level: platform power / streams it holds (see README, Power)."""
-        st = st or self.state
-        return st.power_w[:, self._tx_power_col] / self._stream_counts(holder).clamp(min=1.0)
+        return self._stream_power(holder, (st or self.state).power_w)
+
+    def _stream_power(self, holder: torch.Tensor, power_w: torch.Tensor) -> torch.Tensor:
+        """:meth:`stream_power_w` from the episode's per-tier powers ``power_w`` [E, 4]."""
+        return power_w[:, self._tx_power_col] / self._stream_counts(holder).clamp(min=1.0)
 
     def _holder_streams(self, holder: torch.Tensor, power_w: torch.Tensor):
         """(hidx, p_hold, div) of an allocation: the holder per (region, subband) with the dummy
@@ -771,8 +774,8 @@ class TNTNCore:
     def _holder_streams_of(self, holder, power_w):
         E, X = holder.shape[0], self.X
         hidx = torch.where(holder >= 0, holder, X)  # dummy row X
-        p_share = power_w[:, self._tx_power_col] / self._stream_counts(holder).clamp(min=1.0)
-        p_share = torch.cat([p_share, torch.zeros(E, 1, device=holder.device)], 1)
+        p_share = torch.cat([self._stream_power(holder, power_w),
+                             torch.zeros(E, 1, device=holder.device)], 1)
         p_hold = torch.gather(p_share, 1, hidx.view(E, -1)).view(holder.shape)
         return hidx, p_hold, self._tx_div[hidx][..., None]
 
@@ -845,9 +848,15 @@ class TNTNCore:
         return {"satellite": st.t % iv["satellite"] == 0, "hap": st.t % iv["hap"] == 0,
                 "local": torch.ones_like(st.t, dtype=torch.bool)}
 
-    def _upper_choices(self, st, actions, dec):
-        """Effective satellite and HAP choices after this step's decisions (with voiding)."""
+    def _upper_choices(self, st, actions, dec, fixed: bool = False):
+        """Effective satellite and HAP choices after this step's decisions (with voiding).
+        ``fixed``: no upper tier decides on this step in any env (known on the host), so they
+        are the state's own choice tensors (the same objects: :meth:`_last_for` then hands back
+        what depends only on them), with nothing voided."""
         E = st.key.numel()
+        if fixed:
+            return (st.sat_choice, st.hap_choice,
+                    torch.zeros(E, self.I, dtype=torch.long, device=self.device))
         if "satellite" in self.tiers and "satellite" in actions:
             sat = torch.where(dec["satellite"][:, None], actions["satellite"].view(E, self.N),
                               st.sat_choice)
@@ -983,16 +992,10 @@ class TNTNCore:
     def _score(self, st: CoreState, actions: dict, dec: dict,
                upper_fixed: bool = False) -> Scored:
         """Score one joint action on ``st``. ``upper_fixed``: no upper tier decides on this step
-        in any env (known on the host), so the state's allocation stands: the state's own
-        choice tensors are kept, and what depends only on them comes from the last step's memo
-        (:meth:`_last_for`)."""
+        in any env (``fixed`` of :meth:`_upper_choices`)."""
         E, J, N, T, K, X = st.key.numel(), self.J, self.N, self.T, self.K, self.X
         dev, net = self.device, self.cfg.network
-        if upper_fixed:  # what _upper_choices gives then: the state's choices, nothing voided
-            sat, hap = st.sat_choice, st.hap_choice
-            voided = torch.zeros(E, self.I, dtype=torch.long, device=dev)
-        else:
-            sat, hap, voided = self._upper_choices(st, actions, dec)
+        sat, hap, voided = self._upper_choices(st, actions, dec, fixed=upper_fixed)
         holder, _, sat_direct = self._allocation(sat, hap)
         loc = actions["local"].view(E, J, -1)
         nt = N * T
