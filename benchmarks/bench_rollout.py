@@ -28,14 +28,14 @@ TRAINER = Path(__file__).resolve().parents[1] / "trainers" / "hdrl_ppo.py"
 def bench(num_envs: int, device: str, seconds: float, mod) -> dict:
     args = mod.Args()
     core = mod.make_core(args, num_envs, device)
-    agents, heads = mod.build_agents(core, args, core.device)
+    agents = mod.build_agents(core, args, core.device)
     obs, masks = core.reset(seed=0)
     cuda = device.startswith("cuda")
 
     def one():
         nonlocal obs, masks
         with torch.no_grad():
-            acts, _ = mod.decide(core, agents, heads, obs, masks, args.mask_in_obs)
+            acts, _ = mod.decide(core, agents, obs, masks, args.mask_in_obs)
         out = core.step(acts, auto_reset=True)
         obs, masks = out["obs"], out["masks"]
 

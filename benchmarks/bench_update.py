@@ -36,21 +36,20 @@ def bench(mod, hidden: int, threads: int, rows: int, epochs: int, profile: bool 
     agents_per_env = mod.make_core(args, 1, "cpu").num_agents["local"]
     core = mod.make_core(args, rows // agents_per_env, "cpu")
     obs, masks = core.reset(seed=0)
-    agents, heads = mod.build_agents(core, args, "cpu")
+    agents = mod.build_agents(core, args, "cpu")
     t = "local"
-    x = mod.tier_input(core, t, obs[t], masks[t], args.mask_in_obs, heads[t])
+    x = mod.tier_input(core, t, obs[t], masks[t], args.mask_in_obs)
     with torch.no_grad():
-        lp = heads[t].log_probs(agents[t].actor(x), masks[t])
-        a = heads[t].sample(lp)
+        a, logp, _ = agents[t].actor(x, masks[t])
         v = agents[t].value(x)
-        b = {"x": x, "m": masks[t], "a": a, "logp": heads[t].log_prob(lp, a),
+        b = {"x": x, "m": masks[t], "a": a, "logp": logp,
              "adv": torch.randn_like(v), "ret": torch.randn_like(v), "val": v}
     b = {k: val.flatten(0, 1) for k, val in b.items()}
     opt = torch.optim.Adam(agents[t].parameters(), lr=args.learning_rate, eps=1e-5, fused=True)
     warm = mod.Args(hidden_size=hidden, update_epochs=1, target_kl=None)
-    mod.ppo_update(agents[t], opt, heads[t], b, warm)
+    mod.ppo_update(agents[t], opt, b, warm, epochs_max=1)
     t0 = time.perf_counter()
-    mod.ppo_update(agents[t], opt, heads[t], b, args)
+    mod.ppo_update(agents[t], opt, b, args, epochs_max=epochs)
     dt = time.perf_counter() - t0
     n = b["x"].shape[0]
     steps = epochs * -(-n // args.minibatch_size)
@@ -62,7 +61,7 @@ def bench(mod, hidden: int, threads: int, rows: int, epochs: int, profile: bool 
         from torch.profiler import profile as torch_profile
 
         with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
-            mod.ppo_update(agents[t], opt, heads[t], b, args)
+            mod.ppo_update(agents[t], opt, b, args, epochs_max=epochs)
         ev = prof.key_averages()
         total = sum(e.self_cpu_time_total for e in ev)
         mm = sum(e.self_cpu_time_total for e in ev if e.key in ("aten::mm", "aten::addmm"))

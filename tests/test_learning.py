@@ -1,12 +1,12 @@
-"""Learning tests that can fail: each trainer, trained for about a minute of CPU on a small
-scenario with its default hyperparameters, must beat the uniformly random masked policy on mean
-spectral efficiency over held-out evaluation episodes (same seeds, same timing for both).
+"""Learning tests against the right yardstick: each trainer, trained for about a minute of CPU on a
+small scenario with its default hyperparameters, must reach a stated fraction of the greedy
+heuristic's mean spectral efficiency (``baselines.GreedyPolicy``) on the same held-out episodes,
+with its argmax (deterministic) policy; beating the uniformly random masked policy is checked
+too, but only as a smoke test.
 
-Asserted on the sampled policy (what PPO optimises): HDRL >= +10%, MAPPO and SADRL >= +5%
-(measured with the current defaults: +172%, +44%, +17%). The greedy (argmax) policies are
-printed but not asserted: after this little training the satellite head puts most mass on
-satellite-direct for every subband, so its argmax is all-direct, which starves the HAPs and
-terrestrial nodes and lands near random SE (see the trainers' --no-eval-greedy)."""
+The fractions leave headroom below what the current defaults reach at these small budgets
+(measured values beside ``CASES``; docs/learning.md has the measurements at the paper's budget).
+"""
 
 import subprocess
 import sys
@@ -16,14 +16,18 @@ import pytest
 import torch
 from trainer_files import ROOT, SMALL, load
 
-EVAL_SEED, EVAL_ENVS = 50_000, 16  # held out: training uses env seeds 1..16 (seed 1)
-CASES = {  # extra CLI args (budget), asserted margin of the sampled policy
-    "hdrl_ppo": (["--total-timesteps", "20000"], 0.10),
-    "mappo": (["--total-timesteps", "20000"], 0.05),
-    "ppo_single": (["--total-timesteps", "20000"], 0.05),
+from baselines.common import sample_uniform
+from baselines.greedy import GreedyPolicy
+
+EVAL_SEED, EVAL_ENVS = 50_000, 16  # held out: training uses env seeds 1..num_envs (seed 1)
+# extra CLI args (budget), asserted fraction of greedy's SE (argmax policy). Measured with the
+# current defaults on the 2-core CI machine: HDRL 41 %, MAPPO 24 %, SADRL 17 % of greedy (at the
+# paper's budget on the default scenario HDRL reaches ~1.07x greedy: docs/learning.md).
+CASES = {
+    "hdrl_ppo": (["--total-timesteps", "40960"], 0.30),
+    "mappo": (["--total-timesteps", "30000"], 0.15),
+    "ppo_single": (["--total-timesteps", "30000"], 0.10),
 }
-
-
 
 
 def random_act(core, gen):
@@ -32,13 +36,7 @@ def random_act(core, gen):
         acts, upper, dec = {}, {}, core.decides()
         for t in core.tiers:
             m = core.masks_for(upper)[t] if upper else masks[t]
-            cols, o = [], 0
-            for n in core.nvec[t]:
-                w = m[..., o:o + n].float()
-                a = torch.multinomial(w.reshape(-1, n), 1, generator=gen)
-                cols.append(a.view(w.shape[:-1]))
-                o += n
-            acts[t] = torch.stack(cols, -1)
+            acts[t] = sample_uniform(core.padded_mask(t, m), gen)
             if bool(dec[t].any()):
                 upper[t] = acts[t]
         return acts
@@ -57,22 +55,26 @@ def mean_se(core, act):
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_beats_random_policy(name, tmp_path):
-    extra, margin = CASES[name]
+def test_reaches_a_fraction_of_greedy(name, tmp_path):
+    extra, frac = CASES[name]
     cmd = [sys.executable, str(ROOT / "trainers" / f"{name}.py"), "--seed", "1", "--no-cuda",
            "--env-overrides", SMALL, "--save-model", *extra]
     t0 = time.time()
-    res = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    res = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stderr[-3000:]
     train_s = time.time() - t0
     (ck,) = list((tmp_path / "runs").glob("*/checkpoint.pt"))
     mod = load(name)
     torch.manual_seed(0)
     core = mod.make_core(mod.Args(env_overrides=SMALL), EVAL_ENVS, "cpu")
+    heur = GreedyPolicy()
+    se_heur = mean_se(core, lambda obs, masks: heur.act(core))
     se_rand = mean_se(core, random_act(core, torch.Generator().manual_seed(0)))
+    se_arg = mean_se(core, mod.load_policy(ck, core, greedy=True))
     se_samp = mean_se(core, mod.load_policy(ck, core, greedy=False))
-    se_greedy = mean_se(core, mod.load_policy(ck, core, greedy=True))
-    rel, rel_g = se_samp / se_rand - 1, se_greedy / se_rand - 1
-    print(f"\n{name}: trained {train_s:.0f} s; SE random {se_rand:.4f}, sampled {se_samp:.4f} "
-          f"({rel:+.1%}), greedy {se_greedy:.4f} ({rel_g:+.1%})")
-    assert rel >= margin, f"{name} sampled policy SE {se_samp:.4f} vs random {se_rand:.4f}"
+    print(f"\n{name}: trained {train_s:.0f} s; SE greedy heuristic {se_heur:.3f}, random "
+          f"{se_rand:.3f}, policy argmax {se_arg:.3f} ({se_arg / se_heur:.0%} of greedy), "
+          f"sampled {se_samp:.3f} ({se_samp / se_heur:.0%})")
+    assert se_arg > se_rand and se_samp > se_rand
+    assert se_arg >= frac * se_heur, (
+        f"{name}: argmax SE {se_arg:.3f} < {frac:.0%} of the greedy heuristic's {se_heur:.3f}")

@@ -362,6 +362,7 @@ class TNTNCore:
                     ("hap_alloc", R * N * (M + 2), 0, 1), ("region_demand", R, 0, dem_hi),
                     ("region_served", R, 0, 1), ("region_se", R, 0, inf),
                     ("region_fair", R, 0, 1), ("node_snr", R * (M + 1), -3, 3),
+                    ("node_snr_top", R * (M + 1), -3, 3),
                     ("timing", 3, 0, 1)],
             "local": [("holder_kind", N * 5, 0, 1), ("holder_snr", K * N, -3, 3),
                       ("inr", N, -3, 3), ("user_xy", K * 2, -0.5, 0.5),
@@ -1329,9 +1330,10 @@ class TNTNCore:
             out["satellite"] = torch.cat(parts, 1)[:, None]
         if "hap" in self.tiers:
             ns = torch.cat([node_snr, spot_snr[..., None]], -1).view(E, I, -1)
+            ns_top = feat[..., M + 3:2 * M + 4].reshape(E, I, -1)  # nodes, spot beam
             timing = torch.cat([prog, until_hap, until_sat], 1)
             parts = [*af["hap"], dem.mean(-1).view(E, I, R), st.last_served.view(E, I, R),
-                     st.last_se.view(E, I, R), st.last_fair.view(E, I, R), ns,
+                     st.last_se.view(E, I, R), st.last_fair.view(E, I, R), ns, ns_top,
                      timing[:, None].expand(-1, I, -1)]
             out["hap"] = torch.cat(parts, -1)
         # Local: holder kind, holder SNR per (user, subband) on this step's realisation.
@@ -1394,8 +1396,9 @@ class TNTNCore:
 
     def _region_snr(self, ls_gain, power_w):
         """Per region, its users' mean SNR feature (large-scale gains at a 1/N power share) of
-        each of its nodes, the HAP spot beam, the satellite beam and the best terrestrial node:
-        [E, J, M + 3]."""
+        each of its nodes, the HAP spot beam, the satellite beam and the best terrestrial node,
+        then the same means over each transmitter's T best users only (the users one subband
+        can serve): [E, J, 2 (M + 3)]."""
         E, J, K, M, N = ls_gain.shape[0], self.J, self.K, self.M, self.N
         dev = ls_gain.device
         pw = power_w / N  # [E, 4]: TBS, UAV, HAP, satellite beam
@@ -1410,8 +1413,10 @@ class TNTNCore:
         sat_own = lsr[:, self.Xt + J:][:, self.topo.region_beam, j_ar] * pw[:, 3, None, None]
         best = node.max(2).values  # best terrestrial node per user
         # in place on a fresh tensor (the roundings of the out-of-place form), one pass for all
-        return _snr_feature_(torch.cat([node, spot[:, :, None], sat_own[:, :, None],
-                                        best[:, :, None]], 2), self.noise_w).mean(-1)
+        snr = _snr_feature_(torch.cat([node, spot[:, :, None], sat_own[:, :, None],
+                                       best[:, :, None]], 2), self.noise_w)
+        top = snr.topk(min(self.T, K), -1).values.mean(-1)
+        return torch.cat([snr.mean(-1), top], -1)
 
     def _stream_counts(self, holder) -> torch.Tensor:
         """Number of streams sharing each transmitter's platform power, [E, X]."""

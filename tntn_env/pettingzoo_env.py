@@ -93,7 +93,9 @@ class TNTNParallelEnv(ParallelEnv):
       beam, SNR of the best terrestrial node; episode progress and steps to the next decision.
     - hap: subbands handed to its beam ``N``, satellite-direct subbands ``N``, one-hot current
       allocation ``R*N*(M+2)``; per region: demand, served fraction, spectral efficiency,
-      fairness, SNR per node and of the HAP spot beam ``R*(M+1)``; timing (3).
+      fairness, SNR per node and of the HAP spot beam averaged over the region's users
+      ``R*(M+1)`` and over each one's T best users (those one subband can serve) ``R*(M+1)``;
+      timing (3).
     - local: one-hot holder kind per subband (none, TBS, UAV, HAP, satellite) ``N*5``; SNR of
       each user from each subband's holder on this step's channel realisation ``K*N``;
       interference + noise over noise per subband (last step) ``N``; user positions ``K*2``,

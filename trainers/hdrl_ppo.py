@@ -1,12 +1,15 @@
 """HDRL: hierarchical PPO for TN-NTN spectrum allocation (the paper's Algorithm 1), CleanRL style.
 
-Three PPO learners (satellite, HAP, local) with parameters shared within a tier (a one-hot agent
-id is appended to each input). Each tier decides on its own time scale (``core.decides()``:
-satellite every delta_s = 50 steps, HAPs every delta_h = 10, local agents every step) and learns
-from macro-transitions: the rewards between two of its decisions, discounted inside the interval,
-form one transition, and GAE runs over macro-transitions with gamma^k between them (an SMDP).
-On steps where an upper tier decides, the tiers are sampled top-down inside the step (satellite,
-then HAPs with masks from ``core.masks_for``, then local agents), so no lower choice is voided.
+Three PPO learners (satellite, HAP, local) with parameters shared within a tier (a one-hot agent id
+is appended to each input). The actors are the structured masked policies of ``tntn_env.policy``
+(shared with mappo.py and ppo_single.py): every choice scored from its own features by a network
+shared across candidates, spectrum splits decoded autoregressively. Each tier decides on its own
+time scale (``core.decides()``: satellite every delta_s = 50 steps, HAPs every delta_h = 10, local
+agents every step) and learns from macro-transitions: the rewards between two of its decisions,
+discounted inside the interval, form one transition, and GAE runs over macro-transitions with
+gamma^k between them (an SMDP). On steps where an upper tier decides, the tiers are sampled top-
+down inside the step (satellite, then HAPs with masks from ``core.masks_for``, then local agents),
+so no lower choice is voided.
 
 Batch: an iteration is num_envs * num_steps env steps (64 * 32 = 2048 ~ the paper's 2000). Each
 learner updates once per iteration on the macro-transitions completed in it: local ~ num_envs *
@@ -16,8 +19,13 @@ Reward modes (the paper's ablation): cumulative = sum of gamma^i r_i over the in
 aggregative = that sum / interval length; difference = the same sum of r_i - r_i(default), where
 r_i(default) is the tier reward with this agent's allocation replaced by core.default_actions
 (equal split above, idle below), scored by core.evaluate (one what-if candidate per agent).
-target_kl = 0.02 stands in for the adaptive KL penalty (kl_target 0.01) of RLlib's PPO, which the
-paper's prototype ran on: without it, 30 epochs drive approx KL to 0.1-1 and learning stalls.
+A tier's action has many positions (local: N*T user slots, N power levels, U UAV moves), all
+sharing one advantage. The PPO surrogate clips each position's ratio (its conditional given the
+earlier positions), the entropy bonus is the mean per position, and target_kl compares the KL per
+position: on the joint ratio of 31 positions the clip range is left after tiny per-position
+changes and the policy barely moves (docs: the learning experiments). The local learner, whose
+batch holds num_agents times the env steps, runs local_update_epochs (2) epochs; the upper tiers
+up to the paper's 30, stopped early by target_kl.
 
     python trainers/hdrl_ppo.py --seed 1          # then: tensorboard --logdir runs
 
@@ -57,6 +65,8 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from tntn_env import TNTNCore, make_config, parse_overrides
+from tntn_env.policy import TierAgent, allowed_fraction
+from tntn_env.policy import infeasible as policy_infeasible
 
 METRICS = ("throughput_mbps", "spectral_efficiency", "fairness", "qos_violation", "uav_penalty",
            "sum_rate_mbps", "spectrum_utilisation", "reward")
@@ -110,12 +120,16 @@ class Args:
     """linearly anneal the learning rate to 0 (paper: a constant 5e-4, as RLlib's PPO default)"""
     gamma: float = 0.99
     """discount per env step (paper); a macro-transition of k steps is discounted by gamma^k"""
-    gae_lambda: float = 0.95
-    """GAE lambda, applied once per macro-transition"""
+    gae_lambda: float = 0.7
+    """GAE lambda, applied once per macro-transition (0.7: measured better than CleanRL's 0.95,
+    docs/learning.md)"""
     minibatch_size: int = 512
     """samples (agent macro-transitions) per gradient step (paper)"""
     update_epochs: int = 30
-    """epochs over each learner's batch per iteration (paper: 30 SGD iterations)"""
+    """epochs over the satellite's and HAPs' batches per iteration (paper: 30 SGD iterations)"""
+    local_update_epochs: int = 2
+    """epochs over the local learner's batch per iteration (it holds num_agents times the env
+    steps of the batch; 2 measured best of 2, 4 and 8, docs/learning.md)"""
     norm_adv: bool = True
     """normalise advantages per minibatch"""
     clip_coef: float = 0.2
@@ -124,12 +138,23 @@ class Args:
     """clip the value loss around the old values (off: unnormalised returns are O(10))"""
     ent_coef: float = 0.01
     """entropy coefficient (paper)"""
+    ent_per_position: bool = True
+    """the entropy bonus on the mean entropy per action position (not the joint sum), so that
+    it does not outweigh the advantage shared by a tier's many positions"""
     vf_coef: float = 1.0
     """value loss coefficient (paper)"""
     max_grad_norm: float = 0.5
     """gradient norm clip, applied to actor and critic separately"""
-    target_kl: float | None = 0.02
-    """stop the epochs once approx KL exceeds this (RLlib-style KL control, see above; None: off)"""
+    target_kl: float | None = 0.005
+    """stop a learner's epochs once its approx KL per position exceeds this (KL control in place
+    of RLlib's adaptive KL penalty, which the paper's prototype ran; see above; None: off)"""
+    clip_per_position: bool = True
+    """clip the probability ratio of each action position (its conditional given the earlier
+    positions) with the agent's advantage, instead of the joint ratio of all positions: the
+    joint ratio of 31 positions leaves the clip range after tiny per-position changes"""
+    kl_per_position: bool = True
+    """compare target_kl with the approx KL per action position (joint KL / positions), so a
+    factorised policy of many positions is not frozen after an epoch"""
     reward_mode: Literal["cumulative", "aggregative", "difference"] = "cumulative"
     """reward formulation of the macro-transitions (see the module docstring)"""
     hidden_size: int = 128
@@ -206,118 +231,18 @@ def sync_check(modules, world):
 
 def make_core(args: Args, num_envs: int, device) -> TNTNCore:
     cfg = make_config(args.scenario, **parse_overrides(args.env_overrides))
-    # Feasibility comes from the masked heads and is checked below; the core's own check validates
-    # against the pre-step masks, which rejects top-down samples (reported to the core's owner).
+    # Feasibility comes from the masked policies and is checked below; the core's own check
+    # validates against the pre-step masks, which rejects top-down samples (reported to the
+    # core's owner).
     return TNTNCore(cfg, num_envs=num_envs, device=device, check_actions=False)
 
 
-def layer_init(layer, std=2 ** 0.5, bias_const=0.0):
-    torch.nn.init.orthogonal_(layer.weight, std)
-    torch.nn.init.constant_(layer.bias, bias_const)
-    return layer
-
-
-class MaskedHeads:
-    """Masked categoricals over a flat MultiDiscrete logit vector, one per action position.
-
-    Consecutive positions with the same number of choices form a block, viewed as [..., positions,
-    choices] (no padding and no gather, so the backward pass stays cheap). Forbidden choices get
-    logit -inf: their probability is exactly 0 (and exp(-inf) takes the vector exp's fast path,
-    where a finite -1e8 took a ~5x slower one). log_probs returns one log-softmax tensor per
-    block; the other methods take that list. A choice of probability 0 is never drawn (see
-    sample)."""
-
-    def __init__(self, nvec, device):
-        nv = torch.tensor(nvec)
-        self.offs = (torch.cumsum(nv, 0) - nv).to(device)
-        self.blocks, p = [], 0  # (first flat logit, positions, choices)
-        while p < len(nvec):
-            q = p
-            while q < len(nvec) and nvec[q] == nvec[p]:
-                q += 1
-            self.blocks.append((int(self.offs[p]), q - p, int(nvec[p])))
-            p = q
-        # [flat logits, positions]: sums the allowed choices of each position, / its choices
-        seg = torch.zeros(int(nv.sum()), len(nvec))
-        seg[torch.arange(int(nv.sum())), torch.repeat_interleave(torch.arange(len(nvec)), nv)] = 1
-        self.seg_frac = (seg / nv.float()).to(device)
-
-    def log_probs(self, logits, mask):
-        """[..., F] logits and mask -> [[..., positions, choices] log-probabilities per block]."""
-        lg = torch.where(mask, logits, float("-inf"))
-        return [torch.log_softmax(lg[..., o:o + n * c].unflatten(-1, (n, c)), -1)
-                for o, n, c in self.blocks]
-
-    @staticmethod
-    def sample(lps, greedy=False, inverse_cdf=None):
-        """[..., positions] actions. CPU: inverse CDF, u ~ U[0, total) and the first choice whose
-        cumulative probability exceeds u (a zero-probability choice has the cumulative value of
-        the one before it, so it is never the first to exceed u); one uniform per position,
-        where torch.multinomial draws one exponential per choice (~10x the random numbers).
-        CUDA: torch.multinomial (cumsum over a last dim of <= 11 runs a slow scan kernel there:
-        profiled at 47 ms per call for 65536 envs on an H200)."""
-        if greedy:
-            return torch.cat([lp.argmax(-1) for lp in lps], -1)
-        if inverse_cdf is None:
-            inverse_cdf = not lps[0].is_cuda
-        out = []
-        for lp in lps:
-            if inverse_cdf:
-                cdf = lp.exp().cumsum(-1)
-                u = torch.rand(cdf.shape[:-1], device=cdf.device)[..., None] * cdf[..., -1:]
-                out.append((cdf <= u).sum(-1))
-            else:
-                out.append(torch.multinomial(lp.exp().reshape(-1, lp.shape[-1]), 1)
-                           .view(lp.shape[:-1]))
-        return torch.cat(out, -1)
-
-    def log_prob(self, lps, action):
-        out, p = 0.0, 0
-        for lp, (_, n, _) in zip(lps, self.blocks):
-            out = out + lp.gather(-1, action[..., p:p + n, None]).squeeze(-1).sum(-1)
-            p += n
-        return out
-
-    @staticmethod
-    def entropy(lps):
-        # forbidden choices: exp(-inf) = 0 times a finite stand-in for -inf (no 0 * inf = nan)
-        return sum(-(lp.exp() * lp.clamp(min=-1e30)).sum((-1, -2)) for lp in lps)
-
-    def allowed_fraction(self, mask):
-        """[..., F] bool mask -> [..., positions]: the fraction of each position's choices that
-        the mask allows (the compact mask input; lossless here, since every mask of the core
-        opens a position either fully or to one fixed choice)."""
-        return mask.float() @ self.seg_frac
-
-    def infeasible(self, action, mask):
-        """Chosen entries that the mask forbids, per env."""
-        return (~torch.gather(mask, -1, action + self.offs)).flatten(1).sum(1)
-
-
-class TierAgent(nn.Module):
-    """Actor and critic shared by the agents of one tier."""
-
-    def __init__(self, in_dim, act_dim, hidden):
-        super().__init__()
-        self.critic = nn.Sequential(
-            layer_init(nn.Linear(in_dim, hidden)), nn.Tanh(),
-            layer_init(nn.Linear(hidden, hidden)), nn.Tanh(),
-            layer_init(nn.Linear(hidden, 1), std=1.0))
-        self.actor = nn.Sequential(
-            layer_init(nn.Linear(in_dim, hidden)), nn.Tanh(),
-            layer_init(nn.Linear(hidden, hidden)), nn.Tanh(),
-            layer_init(nn.Linear(hidden, act_dim), std=0.01))
-
-    def value(self, x):
-        return self.critic(x).squeeze(-1)
-
-
-def tier_input(core, tier, obs, mask, with_mask, heads):
+def tier_input(core, tier, obs, mask, with_mask):
     """Observation (+ the mask as allowed fraction per position, for HAP / local) + one-hot agent
     id: [E, agents, in_dim]."""
     E, A = obs.shape[:2]
     eye = torch.eye(A, device=obs.device).expand(E, A, A)
-    parts = ([obs, heads.allowed_fraction(mask), eye] if with_mask and tier != "satellite"
+    parts = ([obs, allowed_fraction(core, tier, mask), eye] if with_mask and tier != "satellite"
              else [obs, eye])
     return torch.cat(parts, -1)
 
@@ -327,7 +252,7 @@ def in_dim(core, tier, with_mask):
     return core.obs_size(tier) + extra + core.num_agents[tier]
 
 
-def decide(core, agents, heads, obs, masks, with_mask, greedy=False):
+def decide(core, agents, obs, masks, with_mask, greedy=False):
     """Top-down pass over the tiers that decide on this step (each sees the masks left by the
     upper choices just made). Returns the joint action for core.step and, per deciding tier,
     (input, mask, action, log-prob)."""
@@ -340,11 +265,10 @@ def decide(core, agents, heads, obs, masks, with_mask, greedy=False):
             continue
         assert bool(dec[t].all()), "environments out of step (all envs must share the step count)"
         m = core.masks_for(upper)[t] if upper else masks[t]
-        x = tier_input(core, t, obs[t], m, with_mask, heads[t])
-        lp = heads[t].log_probs(agents[t].actor(x), m)
-        a = heads[t].sample(lp, greedy)
+        x = tier_input(core, t, obs[t], m, with_mask)
+        a, logp, _ = agents[t].actor(x, m, greedy=greedy)
         acts[t] = upper[t] = a
-        taken[t] = (x, m, a, heads[t].log_prob(lp, a))
+        taken[t] = (x, m, a, logp)
     return acts, taken
 
 
@@ -392,28 +316,33 @@ def macro_gae(rows, values, next_value, lam):
     return adv, adv + values
 
 
-def ppo_update(agent, opt, heads, b, args, world=1):
+def ppo_update(agent, opt, b, args, world=1, epochs_max=1):
     """CleanRL PPO epochs on flat samples b (x, m, a, logp, adv, ret, val); under torchrun on
     this rank's share, minibatches of minibatch_size / world, gradients averaged over ranks."""
     n, mb, dev = b["x"].shape[0], args.minibatch_size // world, b["x"].device
     assert_same(n, world, dev, "samples per update")  # same minibatch count: collectives match
     clipfracs, st = [], {}
     epochs = 0
-    for _ in range(args.update_epochs):
+    for _ in range(epochs_max):
         epochs += 1
         perm = torch.randperm(n, device=b["x"].device)
         for start in range(0, n, mb):
             mbt = {k: v.index_select(0, perm[start:start + mb]) for k, v in b.items()}
-            lp = heads.log_probs(agent.actor(mbt["x"]), mbt["m"])
-            logratio = heads.log_prob(lp, mbt["a"]) - mbt["logp"]
+            _, newlogp, entropy = agent.actor(mbt["x"], mbt["m"], mbt["a"])  # [mb, positions]
+            logratio = newlogp - mbt["logp"]
+            if not args.clip_per_position:
+                logratio = logratio.sum(-1, keepdim=True)  # the joint ratio
             ratio = logratio.exp()
             with torch.no_grad():
-                st["old_approx_kl"] = (-logratio).mean().item()
-                st["approx_kl"] = ((ratio - 1) - logratio).mean().item()
+                kl = (ratio - 1) - logratio
+                st["old_approx_kl"] = (-logratio).sum(-1).mean().item()
+                st["approx_kl"] = kl.sum(-1).mean().item()
+                st["approx_kl_per_position"] = st["approx_kl"] / mbt["a"].shape[-1]
                 clipfracs.append(((ratio - 1.0).abs() > args.clip_coef).float().mean().item())
             adv = mbt["adv"]
             if args.norm_adv and adv.numel() > 1:
                 adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+            adv = adv[:, None]
             pg_loss = torch.max(-adv * ratio,
                                 -adv * ratio.clamp(1 - args.clip_coef, 1 + args.clip_coef)).mean()
             v = agent.value(mbt["x"])
@@ -422,7 +351,8 @@ def ppo_update(agent, opt, heads, b, args, world=1):
                 v_clip = mbt["val"] + (v - mbt["val"]).clamp(-args.clip_coef, args.clip_coef)
                 v_loss = torch.max(v_loss, 0.5 * (v_clip - mbt["ret"]) ** 2)
             v_loss = v_loss.mean()
-            entropy = heads.entropy(lp).mean()
+            entropy = entropy.mean(-1) if args.ent_per_position else entropy.sum(-1)
+            entropy = entropy.mean()
             loss = pg_loss - args.ent_coef * entropy + args.vf_coef * v_loss
             opt.zero_grad()
             loss.backward()
@@ -430,7 +360,8 @@ def ppo_update(agent, opt, heads, b, args, world=1):
             nn.utils.clip_grad_norm_(agent.actor.parameters(), args.max_grad_norm)
             nn.utils.clip_grad_norm_(agent.critic.parameters(), args.max_grad_norm)
             opt.step()
-        kl = rank_mean([st["approx_kl"]], world, dev)[0]  # every rank stops at the same epoch
+        kl = rank_mean([st["approx_kl_per_position" if args.kl_per_position else "approx_kl"]],
+                       world, dev)[0]  # every rank stops at the same epoch
         if args.target_kl is not None and kl > args.target_kl:
             break
     y, var_y = b["ret"], b["ret"].var()
@@ -441,10 +372,8 @@ def ppo_update(agent, opt, heads, b, args, world=1):
 
 
 def build_agents(core, args, device):
-    agents = {t: TierAgent(in_dim(core, t, args.mask_in_obs), core.action_size(t),
-                           args.hidden_size).to(device) for t in core.tiers}
-    heads = {t: MaskedHeads(core.nvec[t], device) for t in core.tiers}
-    return agents, heads
+    return {t: TierAgent(core, t, in_dim(core, t, args.mask_in_obs), args.hidden_size).to(device)
+            for t in core.tiers}
 
 
 def load_policy(path, core, greedy=True):
@@ -452,13 +381,13 @@ def load_policy(path, core, greedy=True):
     actions dict for core.step (top-down)."""
     ck = torch.load(path, map_location=core.device, weights_only=True)
     args = Args(**ck["args"])
-    agents, heads = build_agents(core, args, core.device)
+    agents = build_agents(core, args, core.device)
     for t in core.tiers:
         agents[t].load_state_dict(ck["models"][t])
 
     @torch.no_grad()
     def act(obs, masks):
-        return decide(core, agents, heads, obs, masks, args.mask_in_obs, greedy=greedy)[0]
+        return decide(core, agents, obs, masks, args.mask_in_obs, greedy=greedy)[0]
 
     return act
 
@@ -562,7 +491,7 @@ if __name__ == "__main__":
     if not nested and rank == 0:
         print("warning: hap_interval does not divide satellite_interval; a satellite decision "
               "can void HAP choices made earlier (counted in env/infeasible_actions)")
-    agents, heads = build_agents(core, args, device)
+    agents = build_agents(core, args, device)
     opts = {t: torch.optim.Adam(a.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)
             for t, a in agents.items()}  # fused: one kernel per step (CPU and CUDA, torch >= 2.4)
     if ck:
@@ -605,7 +534,7 @@ if __name__ == "__main__":
         for _ in range(args.num_steps):
             global_step += E * world
             with torch.no_grad():
-                acts, taken = decide(core, agents, heads, obs, masks, args.mask_in_obs)
+                acts, taken = decide(core, agents, obs, masks, args.mask_in_obs)
                 base = difference_baseline(core, acts, taken) if args.reward_mode == "difference" \
                     else None
             for t, (x, m, a, logp) in taken.items():
@@ -613,7 +542,7 @@ if __name__ == "__main__":
                     close(t, done=False)
                 pend[t] = (x, m, a, logp)
                 acc_r[t].zero_(), acc_g[t].fill_(1.0), acc_k[t].zero_()
-                infeasible += int(heads[t].infeasible(a, m).sum())
+                infeasible += int(policy_infeasible(core, t, a, m).sum())
             out = core.step(acts, auto_reset=True)
             voided += int(out["voided"].sum())
             infeasible += int((out["voided"] + out["repaired"]).sum())
@@ -659,7 +588,8 @@ if __name__ == "__main__":
                  "logp": torch.stack([r["logp"] for r in R]), "adv": adv, "ret": ret,
                  "val": values}
             b = {k: v.flatten(0, 2) for k, v in b.items()}
-            stats[t] = ppo_update(agents[t], opts[t], heads[t], b, args, world)
+            stats[t] = ppo_update(agents[t], opts[t], b, args, world, args.local_update_epochs
+                                  if t == "local" else args.update_epochs)
             rows[t] = []
             writer.add_scalar(f"charts/batch_size_{t}", b["x"].shape[0] * world, global_step)
             for k, v in stats[t].items():

@@ -2,13 +2,15 @@
 
 The same agents as HDRL (satellite, HAPs, local schedulers) but all acting every step (the config
 is forced to satellite_interval = hap_interval = 1). Decentralised masked actors with parameters
-shared per tier (one-hot agent id appended), a centralised critic per tier on
+shared per tier (one-hot agent id appended): the structured policies of ``tntn_env.policy``, the
+same as HDRL's, with the same per-position PPO clip and entropy; a centralised critic per tier on
 ``core.global_state`` (one value head per agent of the tier) and value normalisation, after the
 MAPPO recipe (Yu et al., "The Surprising Effectiveness of PPO in Cooperative Multi-Agent Games",
-2022): ReLU MLPs with input LayerNorm, Huber value loss on normalised targets, value clipping,
-one minibatch, 15 epochs. By default the tiers are sampled top-down within a step (each actor
-still sees only its own observation; the mask carries the upper tiers' choices), so nothing is
-voided; --no-top-down lets all agents act at once on the observed masks.
+2022): a ReLU MLP with input LayerNorm, Huber value loss on normalised targets, value clipping,
+one minibatch, 5 epochs (the paper's advice for hard tasks; its easy ones use 15). By default
+the tiers are sampled top-down within a step (each actor still sees only its own observation;
+the mask carries the upper tiers' choices), so nothing is voided; --no-top-down lets all agents
+act at once on the observed masks.
 
     python trainers/mappo.py --seed 1          # then: tensorboard --logdir runs
 
@@ -46,6 +48,8 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from tntn_env import TNTNCore, make_config, parse_overrides
+from tntn_env.policy import TierActor, allowed_fraction, mlp
+from tntn_env.policy import infeasible as policy_infeasible
 
 METRICS = ("throughput_mbps", "spectral_efficiency", "fairness", "qos_violation", "uav_penalty",
            "sum_rate_mbps", "spectrum_utilisation", "reward")
@@ -91,20 +95,21 @@ class Args:
     """total env steps (summed over the parallel envs)"""
     learning_rate: float = 5e-4
     """learning rate of actors and critics (MAPPO: 5e-4)"""
-    num_envs: int = 16
-    """number of environments stepped together by the batched core"""
-    num_steps: int = 125
-    """env steps per env per iteration; a tier's batch = num_envs * num_steps * its agents"""
+    num_envs: int = 64
+    """number of environments stepped together by the batched core (as hdrl_ppo.py)"""
+    num_steps: int = 32
+    """env steps per env per iteration; batch = num_envs * num_steps = 2048 env steps, as
+    hdrl_ppo.py (the paper's 2000 rounded to the env batch)"""
     anneal_lr: bool = False
     """linearly anneal the learning rate to 0 (MAPPO: off)"""
     gamma: float = 0.99
     """discount factor"""
-    gae_lambda: float = 0.95
-    """GAE lambda"""
+    gae_lambda: float = 0.7
+    """GAE lambda (as hdrl_ppo.py: measured better than 0.95 there, docs/learning.md)"""
     num_minibatches: int = 1
     """minibatches per epoch (MAPPO: 1)"""
-    update_epochs: int = 15
-    """PPO epochs per iteration (MAPPO: 15)"""
+    update_epochs: int = 5
+    """PPO epochs per iteration (MAPPO: 15 on easy tasks, 5 on hard ones)"""
     norm_adv: bool = True
     """normalise advantages per minibatch"""
     clip_coef: float = 0.2
@@ -119,16 +124,25 @@ class Args:
     """Huber loss delta of the value loss (MAPPO: 10)"""
     max_grad_norm: float = 10.0
     """gradient norm clip, actor and critic separately (MAPPO: 10)"""
-    target_kl: float | None = None
-    """stop a tier's epochs early once its approx KL exceeds this"""
-    hidden_size: int = 64
-    """hidden units of the two-layer ReLU MLPs (MAPPO: 64)"""
+    target_kl: float | None = 0.005
+    """stop a tier's epochs early once its approx KL per position exceeds this (as hdrl_ppo.py)"""
+    clip_per_position: bool = True
+    """clip the probability ratio of each action position (given the earlier ones) with the
+    agent's advantage, instead of the joint ratio of all its positions (as hdrl_ppo.py)"""
+    ent_per_position: bool = True
+    """the entropy bonus on the mean entropy per action position, not the joint sum"""
+    kl_per_position: bool = True
+    """compare target_kl with the approx KL per action position (joint KL / positions)"""
+    hidden_size: int = 128
+    """hidden units of the actors' context MLP (tntn_env.policy; the same policy as HDRL)"""
+    critic_hidden_size: int = 64
+    """hidden units of the centralised critic's two-layer ReLU MLP (MAPPO: 64)"""
     value_norm: bool = True
     """normalise value targets with running statistics (MAPPO's ValueNorm)"""
     top_down: bool = True
     """sample tiers top-down in a step (masks_for; nothing voided); off: simultaneous, may void"""
     mask_in_obs: bool = True
-    """append the action mask to HAP and local actor inputs"""
+    """append the action mask (allowed fraction per position) to HAP and local actor inputs"""
 
     # computed at runtime
     batch_size: int = 0
@@ -198,57 +212,10 @@ def sync_check(modules, world):
 
 def make_core(args: Args, num_envs: int, device) -> TNTNCore:
     ov = {**parse_overrides(args.env_overrides), "satellite_interval": 1, "hap_interval": 1}
-    # Feasibility comes from the masked heads and is checked below (the core's own check
+    # Feasibility comes from the masked policies and is checked below (the core's own check
     # validates against pre-step masks, which rejects top-down samples).
     return TNTNCore(make_config(args.scenario, **ov), num_envs=num_envs, device=device,
                     check_actions=False)
-
-
-def layer_init(layer, std=2 ** 0.5, bias_const=0.0):
-    torch.nn.init.orthogonal_(layer.weight, std)
-    torch.nn.init.constant_(layer.bias, bias_const)
-    return layer
-
-
-class MaskedHeads:
-    """Masked categoricals over a flat MultiDiscrete logit vector (one row per action position).
-
-    Forbidden choices get logit -inf, so their probability is exactly 0 and they are never
-    sampled (exp(-inf) also takes the vector exp's fast path, where a finite -1e8 took a ~5x
-    slower one); a lean log-softmax replaces torch's Categorical (half the cost in the update)."""
-
-    def __init__(self, nvec, device):
-        nv = torch.tensor(nvec)
-        self.offs = (torch.cumsum(nv, 0) - nv).to(device)
-        idx = torch.full((len(nvec), max(nvec)), int(nv.sum()))  # padding -> an always-off column
-        for p, n in enumerate(nvec):
-            idx[p, :n] = self.offs[p].cpu() + torch.arange(n)
-        self.idx = idx.to(device)
-
-    def log_probs(self, logits, mask):
-        """[..., F] logits and mask -> [..., positions, widest] log-probabilities."""
-        lg = torch.where(mask, logits, float("-inf"))
-        lg = torch.cat([lg, torch.full_like(lg[..., :1], float("-inf"))], -1)[..., self.idx]
-        return torch.log_softmax(lg, -1)
-
-    @staticmethod
-    def sample(lp, greedy=False):
-        if greedy:
-            return lp.argmax(-1)
-        return torch.multinomial(lp.exp().reshape(-1, lp.shape[-1]), 1).view(lp.shape[:-1])
-
-    @staticmethod
-    def log_prob(lp, action):
-        return lp.gather(-1, action[..., None]).squeeze(-1).sum(-1)
-
-    @staticmethod
-    def entropy(lp):
-        # forbidden choices: exp(-inf) = 0 times a finite stand-in for -inf (no 0 * inf = nan)
-        return -(lp.exp() * lp.clamp(min=-1e30)).sum((-1, -2))
-
-    def infeasible(self, action, mask):
-        """Chosen entries that the mask forbids, per env."""
-        return (~torch.gather(mask, -1, action + self.offs)).flatten(1).sum(1)
 
 
 class ValueNorm(nn.Module):
@@ -284,25 +251,19 @@ class ValueNorm(nn.Module):
         return x * std + mean
 
 
-def mlp(in_dim, out_dim, hidden, out_std):
-    return nn.Sequential(nn.LayerNorm(in_dim), layer_init(nn.Linear(in_dim, hidden)), nn.ReLU(),
-                         layer_init(nn.Linear(hidden, hidden)), nn.ReLU(),
-                         layer_init(nn.Linear(hidden, out_dim), std=out_std))
-
-
 def build_agents(core, args, device):
-    """Per tier: actor (own obs [+ mask] + id), critic (global state -> a value per agent),
-    value norm."""
+    """Per tier: the structured actor (own obs [+ mask] + id; tntn_env.policy), a centralised
+    critic (global state -> a value per agent; MAPPO's LayerNorm + ReLU MLP), value norm."""
     agents = {}
     for t in core.tiers:
         A = core.num_agents[t]
-        extra = core.action_size(t) if args.mask_in_obs and t != "satellite" else 0
+        extra = len(core.nvec[t]) if args.mask_in_obs and t != "satellite" else 0
         agents[t] = nn.ModuleDict({
-            "actor": mlp(core.obs_size(t) + extra + A, core.action_size(t), args.hidden_size, 0.01),
-            "critic": mlp(core.state_size, A, args.hidden_size, 1.0),
+            "actor": TierActor(core, t, core.obs_size(t) + extra + A, args.hidden_size),
+            "critic": mlp(core.state_size, A, args.critic_hidden_size, 1.0, act=nn.ReLU,
+                          layer_norm=True),
             "vnorm": ValueNorm()}).to(device)
-    heads = {t: MaskedHeads(core.nvec[t], device) for t in core.tiers}
-    return agents, heads
+    return agents
 
 
 def with_id(x, A):
@@ -310,7 +271,7 @@ def with_id(x, A):
     return torch.cat([x, torch.eye(A, device=x.device).expand(x.shape[0], A, A)], -1)
 
 
-def decide(core, agents, heads, obs, masks, args, greedy=False):
+def decide(core, agents, obs, masks, args, greedy=False):
     """All tiers act (top-down masks if args.top_down). Returns the joint action and, per tier,
     (actor input, mask, action, log-prob)."""
     acts, taken, upper = {}, {}, {}
@@ -318,12 +279,11 @@ def decide(core, agents, heads, obs, masks, args, greedy=False):
         m = core.masks_for(upper)[t] if args.top_down and upper else masks[t]
         x = obs[t]
         if args.mask_in_obs and t != "satellite":
-            x = torch.cat([x, m.float()], -1)
+            x = torch.cat([x, allowed_fraction(core, t, m)], -1)
         x = with_id(x, core.num_agents[t])
-        lp = heads[t].log_probs(agents[t]["actor"](x), m)
-        a = heads[t].sample(lp, greedy)
+        a, logp, _ = agents[t]["actor"](x, m, greedy=greedy)
         acts[t] = upper[t] = a
-        taken[t] = (x, m, a, heads[t].log_prob(lp, a))
+        taken[t] = (x, m, a, logp)
     return acts, taken
 
 
@@ -332,13 +292,13 @@ def load_policy(path, core, greedy=True):
     actions dict for core.step."""
     ck = torch.load(path, map_location=core.device, weights_only=True)
     args = Args(**ck["args"])
-    agents, heads = build_agents(core, args, core.device)
+    agents = build_agents(core, args, core.device)
     for t in core.tiers:
         agents[t].load_state_dict(ck["models"][t])
 
     @torch.no_grad()
     def act(obs, masks):
-        return decide(core, agents, heads, obs, masks, args, greedy=greedy)[0]
+        return decide(core, agents, obs, masks, args, greedy=greedy)[0]
 
     return act
 
@@ -435,7 +395,7 @@ if __name__ == "__main__":
     # Environment, actors, critics
     core = make_core(args, args.num_envs // world, device)  # this rank's envs
     tiers, E, T = core.tiers, args.num_envs // world, args.num_steps
-    agents, heads = build_agents(core, args, device)
+    agents = build_agents(core, args, device)
     opts = {t: torch.optim.Adam(a.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)
             for t, a in agents.items()}
     if ck:
@@ -465,12 +425,12 @@ if __name__ == "__main__":
             global_step += E * world
             gs = core.global_state(obs)
             with torch.no_grad():
-                acts, taken = decide(core, agents, heads, obs, masks, args)
+                acts, taken = decide(core, agents, obs, masks, args)
                 for t, (x, m, a, logp) in taken.items():
                     v = agents[t]["critic"](gs)  # [E, A], normalised
                     for k, val in zip(("x", "m", "a", "logp", "v"), (x, m, a, logp, v)):
                         buf[t][k].append(val)
-                    infeasible += int(heads[t].infeasible(a, m).sum())
+                    infeasible += int(policy_infeasible(core, t, a, m).sum())
             out = core.step(acts, auto_reset=True)
             infeasible += int((out["voided"] + out["repaired"]).sum())
             gstates.append(gs)
@@ -527,17 +487,21 @@ if __name__ == "__main__":
                     i = perm[start:start + mb]
                     mbt = {k: b[k].index_select(0, i)  # one row gather per key
                            for k in ("a", "adv", "logp", "m", "ret", "v", "x")}
-                    lp = heads[t].log_probs(ag["actor"](mbt["x"]), mbt["m"])
-                    logratio = heads[t].log_prob(lp, mbt["a"]) - mbt["logp"]
+                    _, newlogp, entropy = ag["actor"](mbt["x"], mbt["m"], mbt["a"])  # [.., P]
+                    logratio = newlogp - mbt["logp"]
+                    if not args.clip_per_position:
+                        logratio = logratio.sum(-1, keepdim=True)  # the joint ratio
                     ratio = logratio.exp()
                     with torch.no_grad():
-                        st["old_approx_kl"] = (-logratio).mean().item()
-                        st["approx_kl"] = ((ratio - 1) - logratio).mean().item()
+                        st["old_approx_kl"] = (-logratio).sum(-1).mean().item()
+                        st["approx_kl"] = ((ratio - 1) - logratio).sum(-1).mean().item()
+                        st["approx_kl_per_position"] = st["approx_kl"] / mbt["a"].shape[-1]
                         clipfracs.append(((ratio - 1.0).abs() > args.clip_coef).float().mean()
                                          .item())
                     a_ = mbt["adv"]
                     if args.norm_adv and a_.numel() > 1:
                         a_ = (a_ - a_.mean()) / (a_.std() + 1e-8)
+                    a_ = a_[..., None]
                     pg_loss = torch.max(-a_ * ratio, -a_ * ratio.clamp(1 - args.clip_coef,
                                                                        1 + args.clip_coef)).mean()
                     v = ag["critic"](gs_flat.index_select(0, i))  # [mb, A], normalised values
@@ -549,7 +513,8 @@ if __name__ == "__main__":
                         v_loss = torch.max(v_loss, nn.functional.huber_loss(
                             v_clip, target, delta=args.huber_delta, reduction="none"))
                     v_loss = v_loss.mean()
-                    entropy = heads[t].entropy(lp).mean()
+                    entropy = (entropy.mean(-1) if args.ent_per_position
+                               else entropy.sum(-1)).mean()
                     loss = pg_loss - args.ent_coef * entropy + args.vf_coef * v_loss
                     opts[t].zero_grad()
                     loss.backward()
@@ -557,7 +522,8 @@ if __name__ == "__main__":
                     nn.utils.clip_grad_norm_(ag["actor"].parameters(), args.max_grad_norm)
                     nn.utils.clip_grad_norm_(ag["critic"].parameters(), args.max_grad_norm)
                     opts[t].step()
-                kl = rank_mean([st["approx_kl"]], world, device)[0]  # same stop on every rank
+                kl = rank_mean([st["approx_kl_per_position" if args.kl_per_position
+                                   else "approx_kl"]], world, device)[0]  # same on every rank
                 if args.target_kl is not None and kl > args.target_kl:
                     break
             y, var_y = b["ret"], b["ret"].var()

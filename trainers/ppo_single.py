@@ -2,13 +2,14 @@
 
 A single agent observes ``core.global_state`` (all agents' observations) and chooses the full
 joint action every step (the config is forced to satellite_interval = hap_interval = 1). Its
-policy has factorised masked heads, one per action position of every tier's agents, sampled
-top-down: the satellite heads, then the HAP heads with masks from ``core.masks_for`` given the
-satellite's choice, then the local heads given both, so the joint action is always feasible.
-Reward: the network reward (mean over regions of eq. (11)); PPO with the paper's hyperparameters
-(batch = num_envs * num_steps = 16 * 125 = 2000 joint samples). target_kl = 0.02 stands in for the
-adaptive KL penalty (kl_target 0.01) of RLlib's PPO, which the paper's prototype ran on: without
-it, 30 epochs over a joint log-probability of ~170 heads drive approx KL to ~1 (clipfrac 0.9).
+policy is the structured masked policy of ``tntn_env.policy`` (the same as HDRL's and MAPPO's),
+applied to every agent's row with the whole global state as context, sampled top-down: the
+satellite, then the HAPs with masks from ``core.masks_for`` given the satellite's choice, then
+the local agents given both, so the joint action is always feasible. One critic on the global
+state. Reward: the network reward (mean over regions of eq. (11)); PPO with the paper's
+hyperparameters where they fit (batch = num_envs * num_steps = 64 * 32 = 2048 joint samples,
+minibatch 512) and the same per-position clip, entropy and KL as hdrl_ppo.py; 4 epochs (each
+joint sample holds every agent's ~170 action positions; 30 would take ~8x the time).
 
     python trainers/ppo_single.py --seed 1          # then: tensorboard --logdir runs
 
@@ -45,6 +46,8 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from tntn_env import TNTNCore, make_config, parse_overrides
+from tntn_env.policy import TierActor, allowed_fraction, mlp
+from tntn_env.policy import infeasible as policy_infeasible
 
 METRICS = ("throughput_mbps", "spectral_efficiency", "fairness", "qos_violation", "uav_penalty",
            "sum_rate_mbps", "spectrum_utilisation", "reward")
@@ -88,20 +91,21 @@ class Args:
     """total env steps (summed over the parallel envs)"""
     learning_rate: float = 5e-4
     """learning rate of the optimiser (paper)"""
-    num_envs: int = 16
-    """number of environments stepped together by the batched core"""
-    num_steps: int = 125
-    """env steps per env per iteration; batch_size = num_envs * num_steps = 2000 (paper)"""
+    num_envs: int = 64
+    """number of environments stepped together by the batched core (as hdrl_ppo.py)"""
+    num_steps: int = 32
+    """env steps per env per iteration; batch = num_envs * num_steps = 2048 env steps, as
+    hdrl_ppo.py (the paper's 2000 rounded to the env batch)"""
     anneal_lr: bool = False
     """linearly anneal the learning rate to 0 (paper: a constant 5e-4, as RLlib's PPO default)"""
     gamma: float = 0.99
     """discount factor (paper)"""
-    gae_lambda: float = 0.95
-    """GAE lambda"""
+    gae_lambda: float = 0.7
+    """GAE lambda (as hdrl_ppo.py: measured better than 0.95 there, docs/learning.md)"""
     minibatch_size: int = 512
     """samples per gradient step (paper)"""
-    update_epochs: int = 30
-    """epochs per iteration (paper: 30 SGD iterations)"""
+    update_epochs: int = 4
+    """epochs per iteration (paper: 30 SGD iterations on a per-agent batch; see the docstring)"""
     norm_adv: bool = True
     """normalise advantages per minibatch"""
     clip_coef: float = 0.2
@@ -114,10 +118,18 @@ class Args:
     """value loss coefficient (paper)"""
     max_grad_norm: float = 0.5
     """gradient norm clip, applied to actor and critic separately"""
-    target_kl: float | None = 0.02
-    """stop the epochs once approx KL exceeds this (RLlib-style KL control, see above; None: off)"""
-    hidden_size: int = 256
-    """hidden units of the two-layer actor and critic MLPs"""
+    target_kl: float | None = 0.005
+    """stop the epochs once approx KL per position exceeds this (as hdrl_ppo.py; None: off)"""
+    clip_per_position: bool = True
+    """clip the probability ratio of each action position (given the earlier ones) with the
+    advantage, instead of the joint ratio of all ~170 positions (as hdrl_ppo.py)"""
+    ent_per_position: bool = True
+    """the entropy bonus on the mean entropy per action position, not the joint sum"""
+    kl_per_position: bool = True
+    """compare target_kl with the approx KL per action position (joint KL / positions), so a
+    joint action of ~170 positions is not frozen after an epoch"""
+    hidden_size: int = 128
+    """hidden units of the actors' context MLP (tntn_env.policy) and of the critic"""
 
     # computed at runtime
     batch_size: int = 0
@@ -187,113 +199,88 @@ def sync_check(modules, world):
 
 def make_core(args: Args, num_envs: int, device) -> TNTNCore:
     ov = {**parse_overrides(args.env_overrides), "satellite_interval": 1, "hap_interval": 1}
-    # Feasibility comes from the masked heads and is checked below (the core's own check
+    # Feasibility comes from the masked policies and is checked below (the core's own check
     # validates against pre-step masks, which rejects top-down samples).
     return TNTNCore(make_config(args.scenario, **ov), num_envs=num_envs, device=device,
                     check_actions=False)
 
 
-def layer_init(layer, std=2 ** 0.5, bias_const=0.0):
-    torch.nn.init.orthogonal_(layer.weight, std)
-    torch.nn.init.constant_(layer.bias, bias_const)
-    return layer
-
-
-class MaskedHeads:
-    """Masked categoricals over a flat MultiDiscrete logit vector (one row per action position).
-
-    Forbidden choices get logit -inf, so their probability is exactly 0 and they are never
-    sampled (exp(-inf) also takes the vector exp's fast path, where a finite -1e8 took a ~5x
-    slower one); a lean log-softmax replaces torch's Categorical (half the cost in the update)."""
-
-    def __init__(self, nvec, device):
-        nv = torch.tensor(nvec)
-        self.offs = (torch.cumsum(nv, 0) - nv).to(device)
-        idx = torch.full((len(nvec), max(nvec)), int(nv.sum()))  # padding -> an always-off column
-        for p, n in enumerate(nvec):
-            idx[p, :n] = self.offs[p].cpu() + torch.arange(n)
-        self.idx = idx.to(device)
-
-    def log_probs(self, logits, mask):
-        """[..., F] logits and mask -> [..., positions, widest] log-probabilities."""
-        lg = torch.where(mask, logits, float("-inf"))
-        lg = torch.cat([lg, torch.full_like(lg[..., :1], float("-inf"))], -1)[..., self.idx]
-        return torch.log_softmax(lg, -1)
-
-    @staticmethod
-    def sample(lp, greedy=False):
-        if greedy:
-            return lp.argmax(-1)
-        return torch.multinomial(lp.exp().reshape(-1, lp.shape[-1]), 1).view(lp.shape[:-1])
-
-    @staticmethod
-    def log_prob(lp, action):
-        return lp.gather(-1, action[..., None]).squeeze(-1).sum(-1)
-
-    @staticmethod
-    def entropy(lp):
-        # forbidden choices: exp(-inf) = 0 times a finite stand-in for -inf (no 0 * inf = nan)
-        return -(lp.exp() * lp.clamp(min=-1e30)).sum((-1, -2))
-
-    def infeasible(self, action, mask):
-        """Chosen entries that the mask forbids, per env."""
-        return (~torch.gather(mask, -1, action + self.offs)).flatten(1).sum(1)
-
-
 class Agent(nn.Module):
-    """Centralised actor (logits of every agent's every position) and critic on the global state."""
+    """Centralised agent: one structured actor per tier (tntn_env.policy, the same as HDRL's and
+    MAPPO's), applied to every agent's row of the global state; each row's input is that agent's
+    observation, its allowed fraction per position, its one-hot id and the whole global state
+    (the centralised context). One critic on the global state."""
 
     def __init__(self, core, hidden):
         super().__init__()
         S = core.state_size
-        self.sizes = [core.num_agents[t] * core.action_size(t) for t in core.tiers]
-        self.critic = nn.Sequential(
-            layer_init(nn.Linear(S, hidden)), nn.Tanh(),
-            layer_init(nn.Linear(hidden, hidden)), nn.Tanh(),
-            layer_init(nn.Linear(hidden, 1), std=1.0))
-        self.actor = nn.Sequential(
-            layer_init(nn.Linear(S, hidden)), nn.Tanh(),
-            layer_init(nn.Linear(hidden, hidden)), nn.Tanh(),
-            layer_init(nn.Linear(hidden, sum(self.sizes)), std=0.01))
+        self.tiers = core.tiers
+        self.obs_sizes = [core.num_agents[t] * core.obs_size(t) for t in core.tiers]
+        self.mask_sizes = [core.num_agents[t] * core.action_size(t) for t in core.tiers]
+        self.act_sizes = [core.num_agents[t] * len(core.nvec[t]) for t in core.tiers]
+        self.actors = nn.ModuleDict({
+            t: TierActor(core, t, core.obs_size(t) + len(core.nvec[t]) + core.num_agents[t] + S,
+                         hidden) for t in core.tiers})
+        self.critic = mlp(S, 1, hidden, out_std=1.0)
+        self.core = core
 
     def value(self, s):
         return self.critic(s).squeeze(-1)
 
+    def rows(self, t, obs_t, m_t, s):
+        """Actor input of tier t's agents: [E, A, obs + positions + A + S]."""
+        E, A = obs_t.shape[:2]
+        eye = torch.eye(A, device=s.device).expand(E, A, A)
+        return torch.cat([obs_t, allowed_fraction(self.core, t, m_t), eye,
+                          s[:, None].expand(-1, A, -1)], -1)
+
+    def score(self, s, m, a):
+        """(log-prob, entropy) [E, positions] of flat joint actions a under flat joint masks m,
+        per action position of every agent."""
+        E, core = s.shape[0], self.core
+        obs = dict(zip(self.tiers, s.split(self.obs_sizes, 1)))
+        ms = dict(zip(self.tiers, m.split(self.mask_sizes, 1)))
+        acts = dict(zip(self.tiers, a.split(self.act_sizes, 1)))
+        logp, ent = [], []
+        for t in self.tiers:
+            A = core.num_agents[t]
+            m_t = ms[t].view(E, A, -1)
+            _, lp, en = self.actors[t](self.rows(t, obs[t].view(E, A, -1), m_t, s), m_t,
+                                       acts[t].view(E, A, -1))
+            logp.append(lp.flatten(1))
+            ent.append(en.flatten(1))
+        return torch.cat(logp, 1), torch.cat(ent, 1)
+
 
 def build(core, args, device):
-    agent = Agent(core, args.hidden_size).to(device)
-    tier_heads = {t: MaskedHeads(core.nvec[t], device) for t in core.tiers}
-    joint = MaskedHeads([n for t in core.tiers for n in core.nvec[t] * core.num_agents[t]], device)
-    return agent, tier_heads, joint
+    return Agent(core, args.hidden_size).to(device)
 
 
-def decide(core, agent, tier_heads, gs, masks, greedy=False):
-    """Top-down joint action from one forward pass: each tier's heads are sampled with masks
-    that account for the tiers above. Returns (actions, flat action, flat mask, log-prob)."""
-    E = gs.shape[0]
-    logits = torch.split(agent.actor(gs), agent.sizes, dim=-1)
-    acts, flat_a, flat_m, logp, upper = {}, [], [], 0.0, {}
-    for t, lg in zip(core.tiers, logits):
+def decide(core, agent, obs, masks, greedy=False):
+    """Top-down joint action: each tier's agents are sampled with masks that account for the
+    tiers above. Returns (actions, flat action, flat mask, log-prob per position)."""
+    gs = core.global_state(obs)
+    acts, flat_a, flat_m, logp, upper = {}, [], [], [], {}
+    for t in core.tiers:
         m = core.masks_for(upper)[t] if upper else masks[t]
-        lp = tier_heads[t].log_probs(lg.view(E, core.num_agents[t], -1), m)
-        a = tier_heads[t].sample(lp, greedy)
+        a, lp, _ = agent.actors[t](agent.rows(t, obs[t], m, gs), m, greedy=greedy)
         acts[t] = upper[t] = a
-        logp = logp + tier_heads[t].log_prob(lp, a).sum(1)
+        logp.append(lp.flatten(1))
         flat_a.append(a.flatten(1))
         flat_m.append(m.flatten(1))
-    return acts, torch.cat(flat_a, 1), torch.cat(flat_m, 1), logp
+    return acts, torch.cat(flat_a, 1), torch.cat(flat_m, 1), torch.cat(logp, 1)
 
 
 def load_policy(path, core, greedy=True):
     """Policy of a checkpoint (argmax masked actions; greedy=False samples): act(obs, masks) ->
     actions dict for core.step (top-down)."""
     ck = torch.load(path, map_location=core.device, weights_only=True)
-    agent, tier_heads, _ = build(core, Args(**ck["args"]), core.device)
+    agent = build(core, Args(**ck["args"]), core.device)
     agent.load_state_dict(ck["models"]["agent"])
 
     @torch.no_grad()
     def act(obs, masks):
-        return decide(core, agent, tier_heads, core.global_state(obs), masks, greedy=greedy)[0]
+        return decide(core, agent, obs, masks, greedy=greedy)[0]
 
     return act
 
@@ -390,7 +377,7 @@ if __name__ == "__main__":
     # Environment and agent
     core = make_core(args, args.num_envs // world, device)  # this rank's envs
     tiers, E, T = core.tiers, args.num_envs // world, args.num_steps
-    agent, tier_heads, joint = build(core, args, device)
+    agent = build(core, args, device)
     opt = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)
     if ck:
         agent.load_state_dict(ck["models"]["agent"])
@@ -416,9 +403,11 @@ if __name__ == "__main__":
             global_step += E * world
             gs = core.global_state(obs)
             with torch.no_grad():
-                acts, a, m, logp = decide(core, agent, tier_heads, gs, masks)
+                acts, a, m, logp = decide(core, agent, obs, masks)
                 v = agent.value(gs)
-            infeasible += int(joint.infeasible(a, m).sum())
+            for t, m_t in zip(tiers, m.split(agent.mask_sizes, 1)):
+                m_t = m_t.view(E, core.num_agents[t], -1)
+                infeasible += int(policy_infeasible(core, t, acts[t], m_t).sum())
             out = core.step(acts, auto_reset=True)
             infeasible += int((out["voided"] + out["repaired"]).sum())
             for k, val in zip(buf, (gs, a, m, logp, v, out["metrics"]["reward"],
@@ -466,16 +455,21 @@ if __name__ == "__main__":
                 i = perm[start:start + mb]
                 mbt = {k: b[k].index_select(0, i)  # one row gather per key
                        for k in ("a", "adv", "logp", "m", "ret", "s", "v")}
-                lp = joint.log_probs(agent.actor(mbt["s"]), mbt["m"])
-                logratio = joint.log_prob(lp, mbt["a"]) - mbt["logp"]
+                newlogp, entropy = agent.score(mbt["s"], mbt["m"], mbt["a"])  # [mb, positions]
+                logratio = newlogp - mbt["logp"]
+                if not args.clip_per_position:
+                    logratio = logratio.sum(-1, keepdim=True)  # the joint ratio
                 ratio = logratio.exp()
                 with torch.no_grad():
-                    old_approx_kl = (-logratio).mean()
-                    approx_kl = ((ratio - 1) - logratio).mean()
+                    old_approx_kl = (-logratio).sum(-1).mean()
+                    approx_kl = ((ratio - 1) - logratio).sum(-1).mean()
+                    if args.kl_per_position:
+                        approx_kl = approx_kl / mbt["a"].shape[-1]
                     clipfracs.append(((ratio - 1.0).abs() > args.clip_coef).float().mean().item())
                 mb_adv = mbt["adv"]
                 if args.norm_adv and mb_adv.numel() > 1:
                     mb_adv = (mb_adv - mb_adv.mean()) / (mb_adv.std() + 1e-8)
+                mb_adv = mb_adv[:, None]
                 pg_loss = torch.max(-mb_adv * ratio, -mb_adv * ratio.clamp(
                     1 - args.clip_coef, 1 + args.clip_coef)).mean()
                 newv = agent.value(mbt["s"])
@@ -484,12 +478,13 @@ if __name__ == "__main__":
                     v_clip = mbt["v"] + (newv - mbt["v"]).clamp(-args.clip_coef, args.clip_coef)
                     v_loss = torch.max(v_loss, 0.5 * (v_clip - mbt["ret"]) ** 2)
                 v_loss = v_loss.mean()
-                entropy = joint.entropy(lp).mean()
+                entropy = (entropy.mean(-1) if args.ent_per_position
+                           else entropy.sum(-1)).mean()
                 loss = pg_loss - args.ent_coef * entropy + args.vf_coef * v_loss
                 opt.zero_grad()
                 loss.backward()
                 allreduce_grads(agent.parameters(), world)
-                nn.utils.clip_grad_norm_(agent.actor.parameters(), args.max_grad_norm)
+                nn.utils.clip_grad_norm_(agent.actors.parameters(), args.max_grad_norm)
                 nn.utils.clip_grad_norm_(agent.critic.parameters(), args.max_grad_norm)
                 opt.step()
             kl = rank_mean([approx_kl], world, device)[0]  # every rank stops at the same epoch
