@@ -7,9 +7,9 @@ shared across candidates, spectrum splits decoded autoregressively. Each tier de
 time scale (``core.decides()``: satellite every delta_s = 50 steps, HAPs every delta_h = 10, local
 agents every step) and learns from macro-transitions: the rewards between two of its decisions,
 discounted inside the interval, form one transition, and GAE runs over macro-transitions with
-gamma^k between them (an SMDP). On steps where an upper tier decides, the tiers are sampled top-
-down inside the step (satellite, then HAPs with masks from ``core.masks_for``, then local agents),
-so no lower choice is voided.
+gamma^k between them (an SMDP). On steps where an upper tier decides, the tiers are sampled
+top-down inside the step (satellite, then HAPs with masks from ``core.masks_for``, then local
+agents), so no lower choice is voided.
 
 Batch: an iteration is num_envs * num_steps env steps (64 * 32 = 2048 ~ the paper's 2000). Each
 learner updates once per iteration on the macro-transitions completed in it: local ~ num_envs *
