@@ -63,8 +63,9 @@ class Args:
     """if toggled, `torch.backends.cudnn.deterministic=True`"""
     cuda: bool = True
     """if toggled, cuda is used when available (CPU otherwise)"""
-    threads: int = 0
-    """torch CPU threads (0: torch's default, one per core; 1 when several runs share the cores)"""
+    threads: int = 1
+    """torch CPU threads (0: torch's default, one per core). 1: the small networks gain little
+    from more, and with other work on the cores torch's default collapses (docs/learning.md)"""
     save_model: bool = False
     """write runs/{run_name}/checkpoint.pt every `save_interval` iterations and at the end"""
     save_interval: int = 10
