@@ -7,8 +7,8 @@ its whole input). The candidates and their features, all read from the agent's o
 
 - local agent, user slot (subband n, time block t), candidate user k: its SNR on n under the
   holder of n (``holder_snr``, the quantity a max-SNR scheduler reads) and that SNR less the
-  best user's on n, its demand and last rate, the holder kind and interference on n, the time
-  block; candidate "none" by a flag. Power level l on subband n: the level, the holder kind,
+  best user's on n, its demand and last rate, the holder kind and interference on n (one score
+  per time block from the same features); candidate "none" by a flag. Power level l on subband n: the level, the holder kind,
   interference and best SNR on n. UAV move: how far inside or outside the region it would
   lead, its distance to the demand-weighted centroid of the users after the move, both against
   staying, and a stay flag; no coordinates or direction (and no flat per-move term), so the
@@ -40,7 +40,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-TIER_SEGMENTS = ("satellite", "hap", "local")
+from .core import _UAV_MOVES
 
 
 def layer_init(layer, std=2 ** 0.5, bias_const=0.0):
@@ -127,12 +127,10 @@ class TierActor(nn.Module):
         self.sl = obs_slices(core, tier)
         self.N, self.K, self.T, self.L, self.U = core.N, core.K, core.T, core.L, core.U
         self.B, self.R, self.M, self.J = core.B, core.R, core.M, core.J
-        self.I, self.H = core.I, core.H
         net = core.cfg.network
         self.uav_step = net.uav_step_m / net.region_size_m
         self.register_buffer("levels", torch.tensor(net.power_levels, dtype=torch.float32))
-        self.register_buffer("moves", torch.tensor(
-            [[0.0, 0.0], [1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]]))
+        self.register_buffer("moves", torch.tensor(_UAV_MOVES))  # stay, +x, -x, +y, -y
         # region j -> beam (satellite features)
         self.register_buffer("region_beam", core.topo.region_beam.clone().cpu())
         self.trunk = nn.Sequential(layer_init(nn.Linear(in_dim, hidden)), nn.Tanh(),
