@@ -4,7 +4,8 @@ Reads the ``summary.json`` files that ``python -m tntn_env.evaluate`` wrote unde
 folder per evaluation named ``<policy>__<scenario>__<steps>[__s<seed>]`` (the learned policies
 with their training seed; the baselines without), and prints a markdown table per (scenario,
 episode length): each policy's mean over its training seeds of the per-run mean over episodes,
-the 95 % Student-t interval over seeds (over episodes for the baselines), and the ratio of each
+the 95 % Student-t interval over seeds (over episodes for the baselines and for a policy with a
+single training run: the normal interval of the episode mean), and the ratio of each
 learned policy's seed mean to greedy's and to exhaustive search's mean on the same episodes
 (with the interval of the ratio over seeds).
 
