@@ -6,14 +6,14 @@ its whole input). The candidates and their features, all read from the agent's o
 (``core.obs_spec``):
 
 - local agent, user slot (subband n, time block t), candidate user k: its SNR on n under the
-  holder of n (``holder_snr``, the quantity a max-SNR scheduler reads) and that SNR less the
-  best user's on n, its demand and last rate, the holder kind and interference on n (one score
-  per time block from the same features); candidate "none" by a flag. Power level l on subband n: the level, the holder kind,
-  interference and best SNR on n. UAV move: how far inside or outside the region it would
-  lead, its distance to the demand-weighted centroid of the users after the move, both against
-  staying, and a stay flag; no coordinates or direction (and no flat per-move term), so the
-  scores cannot prefer a fixed direction: a near-uniform UAV head used to give an argmax policy
-  that moved the same way every step and left the region on long episodes.
+  holder of n (``holder_snr``, the quantity a max-SNR scheduler reads) and that SNR less the best
+  user's on n, its demand and last rate, the holder kind and interference on n (one score per time
+  block from the same features); candidate "none" by a flag. Power level l on subband n: the
+  level, the holder kind, interference and best SNR on n. UAV move: how far inside or outside the
+  region it would lead, its distance to the demand-weighted centroid of the users after the move,
+  both against staying, and a stay flag; no coordinates or direction (and no flat per-move term),
+  so the scores cannot prefer a fixed direction: a near-uniform UAV head used to give an argmax
+  policy that moved the same way every step and left the region on long episodes.
 - HAP, (region r, subband n), candidate node / HAP-direct / off: the candidate's mean SNR to the
   region's users and to its T best users (``node_snr``, ``node_snr_top``) and their gaps to the
   best candidate's, the region's demand, served share,
