@@ -23,7 +23,7 @@ A tier's action has many positions (local: N*T user slots, N power levels, U UAV
 sharing one advantage. The PPO surrogate clips each position's ratio (its conditional given the
 earlier positions), the entropy bonus is the mean per position, and target_kl compares the KL per
 position: on the joint ratio of 31 positions the clip range is left after tiny per-position
-changes and the policy barely moves (docs: the learning experiments). The local learner, whose
+changes and the policy barely moves (docs/learning.md). The local learner, whose
 batch holds num_agents times the env steps, runs local_update_epochs (2) epochs; the upper tiers
 up to the paper's 30, stopped early by target_kl.
 
@@ -130,7 +130,7 @@ class Args:
     """epochs over the satellite's and HAPs' batches per iteration (paper: 30 SGD iterations)"""
     local_update_epochs: int = 2
     """epochs over the local learner's batch per iteration (it holds num_agents times the env
-    steps of the batch; 2 measured best of 2, 4 and 8, docs/learning.md)"""
+    steps of the batch; 2 measured better than 4, docs/learning.md)"""
     norm_adv: bool = True
     """normalise advantages per minibatch"""
     clip_coef: float = 0.2
