@@ -162,3 +162,28 @@ def test_compact_mask_input_is_lossless():
         acts = {t: sample_uniform(core.padded_mask(t, m), gen) for t, m in masks.items()}
         masks = core.step(acts)["masks"]
     assert len({k for k in seen if k[0] == "local"}) > 1  # the test saw different masks
+
+
+def test_uavs_are_kept_in_their_region():
+    """At the border, no sampled or argmax move leaves the region, whatever the scores; outside
+    (a state only other policies reach), only moves back in are drawn."""
+    torch.manual_seed(0)
+    core = TNTNCore(make_config("sag", **CFG), num_envs=4)
+    obs, masks = core.reset(seed=0)
+    s = obs_slices(core, "local")
+    U = core.U
+    n = 200
+    o = obs["local"].flatten(0, 1)[:1].expand(n, -1).clone()
+    m = masks["local"].flatten(0, 1)[:1].expand(n, -1)
+    # UAVs at the +x border (0.5 region sizes from the centre) or 0.1 beyond it
+    xy = torch.zeros(n, U, 2)
+    xy[:, :, 0] = torch.where(torch.arange(n) < n // 2, 0.5, 0.6)[:, None]
+    o[:, s["uav_xy"]] = xy.view(n, -1)
+    actor = TierActor(core, "local", o.shape[-1])
+    sharpen(actor, 30.0)
+    with torch.no_grad():
+        for greedy in (True, False):
+            a = actor(o, m, greedy=greedy)[0][:, -U:]  # 0 stay, 1 +x, 2 -x, 3 +y, 4 -y
+            assert not (a == 1).any()  # +x leaves (or stays out)
+            outside = torch.arange(n) >= n // 2
+            assert torch.all(a[outside] == 2)  # only -x brings it back in

@@ -12,8 +12,10 @@ its whole input). The candidates and their features, all read from the agent's o
   level, the holder kind, interference and best SNR on n. UAV move: how far inside or outside the
   region it would lead, its distance to the demand-weighted centroid of the users after the move,
   both against staying, and a stay flag; no coordinates or direction (and no flat per-move term),
-  so the scores cannot prefer a fixed direction: a near-uniform UAV head used to give an argmax
-  policy that moved the same way every step and left the region on long episodes.
+  so the scores cannot prefer a fixed direction. Moves that would take a UAV out of its region
+  are not proposed (a UAV outside may only move back in), as the greedy heuristic's UAVs never
+  leave: trained on the sampled policy's random walk, which rarely reaches the border, the argmax
+  policy otherwise repeated one move and left the region on long episodes (docs/learning.md).
 - HAP, (region r, subband n), candidate node / HAP-direct / off: the candidate's mean SNR to the
   region's users and to its T best users (``node_snr``, ``node_snr_top``) and their gaps to the
   best candidate's, the region's demand, served share,
@@ -193,6 +195,10 @@ class TierActor(nn.Module):
                                     (dist - dist[:, :, :1]) / self.uav_step,
                                     (edge - edge[:, :, :1]) / self.uav_step,
                                     stay.expand(B, U, -1, -1)], -1)
+            # the policy keeps its UAVs in their region (as the greedy heuristic does): moves
+            # that end outside are not proposed, and a UAV outside may only move back in
+            e = edge.squeeze(-1)
+            out["uav_allowed"] = (e <= 0) | (e < e[:, :, :1])
         return out
 
     def _hap_features(self, o):
@@ -257,6 +263,8 @@ class TierActor(nn.Module):
         acts, logps, ents, o, p = [], [], [], 0, 0
         for name, P, C, G, ar, reps in self.segments:
             m = mask[:, o:o + P * C].view(Bn, P, C)
+            if name == "uav":
+                m = m & feats["uav_allowed"]
             score, gain = self.ptrs[name](feats[name], ctx)  # [Bn, P / reps, C, reps]
             lg = score.transpose(2, 3).reshape(Bn, P, C)
             if name != "uav":  # UAV moves: scored from where they lead only (see features)
