@@ -1,7 +1,7 @@
 """The batched TN-NTN core: all physics, masks, metrics and rewards, written once in torch.
 
 Tensors carry a leading environment dimension E and live on ``device``. The PettingZoo env, the
-trainers and the baselines are thin views of this class (DESIGN.md section 3).
+trainers and the baselines are thin views of this class (README, Layout).
 
 Per-tier action layout (each agent's action is a MultiDiscrete vector of ints):
 

@@ -2,7 +2,7 @@
 
 No physics lives here: every step is one :meth:`TNTNCore.step` call; this module only converts
 dicts of numpy actions to the core's per-tier tensors and the core's outputs back to per-agent
-dicts (DESIGN.md section 3).
+dicts (README, Layout).
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 Like TorchRL's ``VmasEnv``, :class:`TNTNTorchRLEnv` is an ``EnvBase`` whose batch is the core's
 env dimension, so TorchRL's collectors, MARL losses and BenchMARL-style loops step thousands of
 environments per call instead of one PettingZoo env. No physics lives here: ``_reset`` and
-``_step`` are one :meth:`TNTNCore.reset` / :meth:`TNTNCore.step` call each (DESIGN.md section 3).
+``_step`` are one :meth:`TNTNCore.reset` / :meth:`TNTNCore.step` call each (README,
+Layout: the physics exists once).
 Needs ``torchrl`` (``pip install -e ".[torchrl]"``); ``tntn_env`` itself does not import it.
 """
 
