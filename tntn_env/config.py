@@ -236,11 +236,18 @@ class TimingConfig:
     satellite_interval: int = 50  # delta_s, Table 1
     hap_interval: int = 10  # delta_h, Table 1
     local_interval: int = 1  # delta_l, Table 1 (local agents act every step)
+    # The network is in operation when an episode starts: the first observation reports the
+    # feedback (user rates, served share, SE, fairness, interference) of one step of the
+    # initial allocation with max-SNR scheduling at full power (the env docstring, Starting
+    # State). The paper does not specify the initial feedback; False starts from zero feedback.
+    warm_start: bool = True
 
     def __post_init__(self) -> None:
         _int_at_least(self, "episode_steps", 1)
         _int_at_least(self, "satellite_interval", 1)
         _int_at_least(self, "hap_interval", 1)
+        if not isinstance(self.warm_start, bool):
+            _fail("TimingConfig", "warm_start", self.warm_start, "True or False")
         if self.local_interval != 1:
             _fail("TimingConfig", "local_interval", self.local_interval,
                   "1 (local agents schedule users every step)")

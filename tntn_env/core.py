@@ -503,6 +503,8 @@ class TNTNCore:
             idx = torch.arange(self.X * self.Ut * N * 2, device=dev)[None]
             st.fade = rng.normal(rng.mix(k0, _S_FADE_INIT)[:, None], idx).view(
                 n, self.X, self.Ut, N, 2)
+        if cfg.timing.warm_start:
+            self._warm_start_(st)
         return st
 
     @property
@@ -1261,19 +1263,44 @@ class TNTNCore:
             idx = torch.arange(self.X * self.Ut * self.N * 2, device=dev)[None]
             w = rng.normal(k_fade, idx).view_as(st.fade)
             new.fade = rho * st.fade + math.sqrt(1 - rho * rho) * w
-        # Feedback for the next observation.
-        J, K = self.J, self.K
+        self._feedback_(new, sc)
+        return new
+
+    @staticmethod
+    def _feedback_(st: CoreState, sc: Scored) -> None:
+        """The last-step feedback of the next observation (rates, served share, SE, fairness,
+        interference), from the scored step ``sc``, written into ``st``."""
         reg = sc.region
-        new.last_rate = sc.rate_bps
-        new.last_served = reg["throughput_bps"] / reg["demand_bps"].clamp(min=1.0)
-        new.last_se = reg["spectral_efficiency"]
-        new.last_fair = reg["fairness"]
+        st.last_rate = sc.rate_bps
+        st.last_served = reg["throughput_bps"] / reg["demand_bps"].clamp(min=1.0)
+        st.last_se = reg["spectral_efficiency"]
+        st.last_fair = reg["fairness"]
         served = (sc.users >= 0).float()
         inr = (sc.slot_inr * served).sum(-1) / served.sum(-1).clamp(min=1.0)
-        new.last_inr_db = torch.where(served.sum(-1) > 0, 10 * torch.log10(inr.clamp(min=1.0)),
-                                      0.0)
-        del J, K
-        return new
+        st.last_inr_db = torch.where(served.sum(-1) > 0, 10 * torch.log10(inr.clamp(min=1.0)),
+                                     0.0)
+
+    def _warm_start_(self, st: CoreState) -> None:
+        """``TimingConfig.warm_start``: the network was in operation before the episode. One
+        step of the initial allocation (``st``'s: the equal split) with max-SNR scheduling (each
+        held subband's T time blocks to its region's T users of highest holder SNR), every
+        stream at the top power level and the UAVs holding position, scored on the first
+        step's channel, fills ``st``'s last-step feedback. Time, positions, demand and random
+        streams are not advanced."""
+        E, J, K, N, T = st.key.numel(), self.J, self.K, self.N, self.T
+        dev = self.device
+        holder = self._allocation(st.sat_choice, st.hap_choice)[0]  # [E, J, N]
+        hsnr = self._holder_snr(st, holder).view(E, J, K, N)
+        best = hsnr.topk(min(T, K), dim=2).indices.transpose(2, 3) + 1  # [E, J, N, min(T, K)]
+        users = torch.zeros(E, J, N, T, dtype=torch.long, device=dev)
+        users[..., :best.shape[-1]] = best
+        users.masked_fill_((holder < 0)[..., None], 0)
+        local = torch.cat([users.view(E, J, N * T),
+                           torch.full((E, J, N), self.L - 1, dtype=torch.long, device=dev),
+                           torch.zeros(E, J, self.U, dtype=torch.long, device=dev)], -1)
+        none = torch.zeros(E, dtype=torch.bool, device=dev)
+        dec = {"satellite": none, "hap": none, "local": ~none}
+        self._feedback_(st, self._score(st, {"local": local}, dec, upper_fixed=True))
 
     # ------------------------------------------------------------------ what-if evaluation
     def evaluate(self, actions: dict, decide: str = "scheduled") -> dict:
@@ -1304,14 +1331,13 @@ class TNTNCore:
     def observe(self, st: CoreState | None = None) -> dict:
         """Observations per tier [E, agents, obs_size] (float32, finite)."""
         st = st or self.state
-        E, J, N, K, M, R, I = (st.key.numel(), self.J, self.N, self.K, self.M, self.R, self.I)
+        E, J, K, M, R, I = (st.key.numel(), self.J, self.K, self.M, self.R, self.I)
         dev, tm, net = self.device, self.cfg.timing, self.cfg.network
         holder = self._allocation(st.sat_choice, st.hap_choice)[0]
         af = self._last_for("allocation_features", (st.sat_choice, st.hap_choice),
                             self._allocation_features)
         kern = self._kernels_for(st)
         feat = (kern["region_snr"] if kern else self._region_snr)(st.ls_gain, st.power_w)
-        j_ar = torch.arange(J, device=dev)
         node_snr, spot_snr, sat_snr, tn_snr = (feat[..., :M], feat[..., M], feat[..., M + 1],
                                                feat[..., M + 2])
         t = st.t.float()
@@ -1337,19 +1363,7 @@ class TNTNCore:
                      timing[:, None].expand(-1, I, -1)]
             out["hap"] = torch.cat(parts, -1)
         # Local: holder kind, holder SNR per (user, subband) on this step's realisation.
-        p = self._holder_streams(holder, st.power_w)[1][:, :, None, :]  # [E, J, 1, N]; 0: none
-        if self._kernel_ok(st):
-            link, pair = self._last_for("holder_links", (holder,), self._holder_links)
-            hsnr = self._kernels["holder_snr"](self._fade_key(st).view(E, 1), link, pair,
-                                               st.ls_gain.view(E, -1), st.ls_k.view(E, -1), p,
-                                               self.noise_w).view(E, J, -1)
-        else:
-            u_glob = (j_ar[:, None] * K + torch.arange(K, device=dev)[None])  # [J, K]
-            g = self._gain(st, holder.clamp(min=0)[:, :, None, :], u_glob[None, :, :, None],
-                           torch.arange(N, device=dev).view(1, 1, 1, N))  # [E, J, K, N]
-            g *= p
-            hsnr = _snr_feature_(g, self.noise_w).masked_fill_(holder[:, :, None, :] < 0,
-                                                               0.0).view(E, J, -1)
+        hsnr = self._holder_snr(st, holder)
         size = net.region_size_m
         uxy = (st.user_xy.view(E, J, K, 2) - self.topo.region_centre_xy[None, :, None]) / size
         rate = st.last_rate.view(E, J, K) / self.cfg.reward.rate_scale_bps
@@ -1363,6 +1377,24 @@ class TNTNCore:
                  dem, rate, vxy.reshape(E, J, -1), timing[:, None].expand(-1, J, -1)]
         out["local"] = kern["cat"](parts) if kern else torch.cat(parts, -1)
         return out
+
+    def _holder_snr(self, st: CoreState, holder: torch.Tensor) -> torch.Tensor:
+        """SNR feature [E, J, K * N] of each subband's holder ``holder`` [E, J, N] at each user
+        of its region, on this step's realisation (0 where the subband has no holder)."""
+        E, J, K, N, dev = st.key.numel(), self.J, self.K, self.N, self.device
+        p = self._holder_streams(holder, st.power_w)[1][:, :, None, :]  # [E, J, 1, N]; 0: none
+        if self._kernel_ok(st):
+            link, pair = self._last_for("holder_links", (holder,), self._holder_links)
+            return self._kernels["holder_snr"](self._fade_key(st).view(E, 1), link, pair,
+                                               st.ls_gain.view(E, -1), st.ls_k.view(E, -1), p,
+                                               self.noise_w).view(E, J, -1)
+        u_glob = (torch.arange(J, device=dev)[:, None] * K
+                  + torch.arange(K, device=dev)[None])  # [J, K]
+        g = self._gain(st, holder.clamp(min=0)[:, :, None, :], u_glob[None, :, :, None],
+                       torch.arange(N, device=dev).view(1, 1, 1, N))  # [E, J, K, N]
+        g *= p
+        return _snr_feature_(g, self.noise_w).masked_fill_(holder[:, :, None, :] < 0,
+                                                           0.0).view(E, J, -1)
 
     def _allocation_features(self, sat_choice, hap_choice) -> dict:
         """The observation parts that depend only on the allocation, per tier (computed once per
