@@ -115,7 +115,14 @@ class TNTNParallelEnv(ParallelEnv):
 
     Users clustered around drifting demand hotspots plus a uniform background, UAVs at their
     region's centre, per-episode transmit powers drawn uniformly in dBm over each tier's range,
-    and the equal split as the initial allocation. ``reset(seed=s)`` seeds the core's
+    and the equal split as the initial allocation. The network is in operation when the episode
+    starts (``warm_start=True``, the default): the first observation's last-step feedback (user
+    rates, served share, spectral efficiency, fairness, interference) is that of one step of the
+    initial allocation with max-SNR scheduling (each held subband's time blocks to the region's
+    users of highest holder SNR) at the top power level, on the first step's channel; time,
+    positions and demand do not advance. With ``warm_start=False`` that feedback starts at zero,
+    a state the upper tiers never see again (the satellite decides every 50 steps: 1 in 10 of
+    its decisions would be taken blind). ``reset(seed=s)`` seeds the core's
     counter-based generator (random numbers are a hash of seed, step and index, the same on CPU
     and CUDA by design): env i of a core batch reset with seed s equals this env reset with
     seed s + i. ``reset()`` without a seed starts the next episode of the same stream (fresh
