@@ -199,6 +199,9 @@ def large_scale_tables(core, user_xy, uav_xy, field_key):
 
 
 def ntn_gain_db(core, d3, el, z, u, tx_gain_dbi, env):
+    """(gain in dB incl. antennas, LoS) of HAP or satellite links (TR 38.811: free-space loss,
+    shadowing, clutter, gases, scintillation) at slant range ``d3`` and elevation ``el``, from
+    the shadowing field ``z`` and LoS-field uniforms ``u``."""
     ch = core.cfg.channel
     los = u < chn.ntn_los_probability(el, env)
     pl = (chn.fspl_db(d3, core.cfg.network.carrier_hz)
