@@ -1,0 +1,121 @@
+"""Action checking: format (tiers, integer dtypes, shapes), ranges and masks, tier by tier and
+top-down, raising or repairing per ``config.invalid_action``.
+
+A lower tier's position is allowed if the mask observed before the step allows it (simultaneous
+decisions: the step voids what the new upper allocation no longer permits) or if the mask that
+follows from this step's upper-tier actions allows it (top-down sampling with
+``TNTNCore.masks_for``). Repair replaces a bad entry by the first allowed choice of its position.
+
+Functions take the core (:class:`tntn_env.core.TNTNCore`: tiers, ``nvec`` and their offsets) as
+first argument.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .allocation import masks_after
+from .state import CoreState
+
+
+def check_format(core, actions: dict) -> dict:
+    """Tiers, dtypes and shapes of ``actions``; returns them as int64 on the core's device."""
+    E, out = core.num_envs, {}
+    for tier in core.tiers:
+        if tier not in actions:
+            raise ValueError(f"missing actions for tier {tier!r}; expected a tensor of shape "
+                             f"[{E}, {core.num_agents[tier]}, {len(core.nvec[tier])}]")
+        a = actions[tier]
+        shape = (E, core.num_agents[tier], len(core.nvec[tier]))
+        if not torch.is_tensor(a) or a.dtype not in (torch.int64, torch.int32, torch.int16,
+                                                     torch.int8, torch.uint8):
+            raise ValueError(f"actions[{tier!r}] must be an integer tensor; got "
+                             f"{getattr(a, 'dtype', type(a).__name__)}")
+        if tuple(a.shape) != shape:
+            raise ValueError(f"actions[{tier!r}] has shape {tuple(a.shape)}; expected {shape}")
+        out[tier] = a.to(core.device, torch.long)
+    unknown = set(actions) - set(core.tiers)
+    if unknown:
+        raise ValueError(f"actions for unknown tiers {sorted(unknown)}; this scenario has "
+                         f"tiers {list(core.tiers)}")
+    return out
+
+
+def allowed_positions(core, tier: str, a: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """[E, agents, positions] bool: in range and allowed by the flat ``mask``."""
+    nv, offs, top = core._nvec_t[tier], core._offs_t[tier], core._top_t[tier]
+    in_range = (a >= 0) & (a < nv)
+    return torch.gather(mask, 2, offs + a.clamp(min=0).minimum(top)) & in_range
+
+
+def all_allowed(core, st: CoreState, actions: dict, masks: dict, dec: dict):
+    """0-dim bool: every position of every tier allowed, as :func:`check` judges it (the
+    compiled step's check; the observed masks or-ed with the masks after this step's
+    upper-tier actions, which equal the observed ones where no upper tier decides)."""
+    ok, upper = None, {}
+    for tier in core.tiers:
+        m = masks[tier]
+        if upper:
+            m = m | masks_after(core, st, upper, dec)[tier]
+        a_ok = allowed_positions(core, tier, actions[tier], m).all()
+        ok = a_ok if ok is None else ok & a_ok
+        if tier != "local":
+            upper[tier] = actions[tier]
+    return ok
+
+
+def check(core, actions: dict, masks: dict, dec: dict) -> tuple[dict, dict]:
+    """Validate (or repair) actions tier by tier, top-down.
+
+    A lower tier's position is allowed if the mask observed allows it (simultaneous
+    decisions; the env voids what the new upper allocation no longer permits) or if the mask
+    that follows from this step's upper-tier actions allows it (top-down sampling with
+    ``TNTNCore.masks_for``).
+    """
+    actions = check_format(core, actions)
+    if not core.check_actions:
+        return actions, {}
+    out, repaired = {}, {}
+    for tier in core.tiers:
+        if tier != core.tiers[0]:
+            upper = {t: out[t] for t in ("satellite", "hap") if t in out}
+            if upper and any(bool(dec[t].any()) for t in upper):
+                after = core.masks_for(upper)[tier]
+                masks = {**masks, tier: masks[tier] | after}
+        a = actions[tier]
+        allowed = allowed_positions(core, tier, a, masks[tier])
+        if bool(allowed.all()):
+            out[tier] = a
+            continue
+        nv, offs = core._nvec_t[tier], core._offs_t[tier]
+        if core.cfg.invalid_action == "raise":
+            e, ag, pos = (int(v) for v in torch.nonzero(~allowed)[0])
+            val = int(a[e, ag, pos])
+            opts = masks[tier][e, ag, int(offs[pos]):int(offs[pos] + nv[pos])]
+            ok = torch.nonzero(opts).flatten().tolist()
+            why = ("is out of range" if not (0 <= val < int(nv[pos]))
+                   else "is forbidden by the action mask")
+            raise ValueError(
+                f"action of agent '{tier}_{ag}' (env {e}) at position {pos} "
+                f"({describe_position(core, tier, pos)}) = {val} {why}; allowed: {ok}")
+        # repair: replace each bad entry by the first allowed choice of its position
+        first = torch.stack([torch.argmax(masks[tier][..., int(o):int(o) + int(k)].long(), -1)
+                             for o, k in zip(offs, nv)], dim=-1)
+        out[tier] = torch.where(allowed, a, first)
+        repaired[tier] = (~allowed).sum(2)
+    return out, repaired
+
+
+def describe_position(core, tier: str, pos: int) -> str:
+    """What position ``pos`` of a ``tier`` agent's action chooses, and its values."""
+    N, T = core.N, core.T
+    if tier == "satellite":
+        return f"subband {pos}: 0 off, 1..{core.B} beam, {core.B + 1} satellite-direct"
+    if tier == "hap":
+        return (f"region {pos // N} of the HAP, subband {pos % N}: 0 off, 1..{core.M} node, "
+                f"{core.M + 1} HAP-direct")
+    if pos < N * T:
+        return f"user for subband {pos // T}, time block {pos % T}: 0 none, k+1 user k"
+    if pos < N * T + N:
+        return f"power level for subband {pos - N * T}"
+    return f"move of UAV {pos - N * T - N}: 0 stay, 1 +x, 2 -x, 3 +y, 4 -y"
