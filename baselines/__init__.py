@@ -1,4 +1,5 @@
-"""Baselines over the batched TN-NTN core (README, Baselines and evaluation; paper Section 4.2).
+"""Baselines over the batched TN-NTN core (docs/experiments.md, Baselines and evaluation;
+paper Section 4.2).
 
 All policies share one interface (:class:`Policy`): ``act(core)`` returns
 ``{tier: LongTensor [E, n_agents, dims]}`` for the core's current state.

@@ -11,7 +11,7 @@ Top-down feasibility. When an upper tier decides on a step, a lower tier's actio
 either for the mask in the observation (simultaneous decisions; a choice the new upper allocation
 no longer permits is voided by the core) or for the mask that follows from the upper tier's new
 action (``core.masks_for``; top-down sampling, nothing voided). :func:`feasible` accepts both,
-per position, exactly as the README's Agents, actions and masks describes.
+per position, exactly as docs/env.md, Agents, actions and masks, describes.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Exhaustive search (paper Section 4.2, baseline 1; README, Baselines and evaluation).
+"""Exhaustive search (paper Section 4.2, baseline 1; docs/experiments.md, Baselines and evaluation).
 
 At each decision, the exact maximiser of the step reward (the system reward: mean over regions of
 eq. (11), ``metrics["reward"]``, i.e. the satellite agent's reward) over the discrete joint action

@@ -1,5 +1,5 @@
-"""Where a step's time goes (a measurement, not a test): the figures behind the README's account
-of the two CPU speed targets of the environment (>= 50,000 core env-steps/s at E = 4,096 and
+"""Where a step's time goes (a measurement, not a test): the figures behind docs/benchmarks.md's
+account of the two CPU speed targets of the environment (>= 50,000 core env-steps/s at E = 4,096 and
 >= 1,000 PettingZoo steps/s).
 
     python benchmarks/bench_breakdown.py                # core at E = 4,096 and PettingZoo, eager

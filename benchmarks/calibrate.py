@@ -1,4 +1,4 @@
-"""Calibration of the default scenario (README, Model / Calibration): a measurement, not a test.
+"""Calibration of the default scenario (docs/model.md, Calibration): a measurement, not a test.
 
 Runs the greedy baseline (and random, for reference) on the default `sag` scenario and prints:
 - large-scale SNR percentiles per tier (at a 1/N power share, own region / own beam);

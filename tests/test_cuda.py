@@ -2,7 +2,7 @@
 
 These tests need a CUDA device and are skipped (reported as skipped, never passed) on machines
 without one, such as CI. Run them where a GPU exists: ``python -m pytest -q tests/test_cuda.py``
-(the README's Benchmarks section records where and when they last ran).
+(docs/benchmarks.md records where and when they last ran).
 
 Equality: the random numbers are counter-based integer hashes, identical on both devices, and every
 discrete quantity (masks, schedules, voided counts, LoS states) must match exactly. Float results

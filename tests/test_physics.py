@@ -455,7 +455,7 @@ def test_e2e_satellite_overhead_suburban_pinned():
 
 
 # --------------------------------------------------------------------------------------------
-# README, Model / Calibration, by hand (full tier power on one 20 MHz subband, UE 0 dBi)
+# docs/model.md, Calibration, by hand (full tier power on one 20 MHz subband, UE 0 dBi)
 # --------------------------------------------------------------------------------------------
 NOISE_20MHZ_DBM = -174.0 + 10 * math.log10(20e6) + 7.0  # -93.99 dBm
 

@@ -63,7 +63,7 @@ def holders_of(core, sat_choice, hap_choice):
 
 def stream_power(core, holder: torch.Tensor, power_w: torch.Tensor) -> torch.Tensor:
     """Per-stream power share [E, X] (W) of each transmitter for an allocation ``holder``,
-    before the power level: platform power / streams it holds (see README, Power); ``power_w``
+    before the power level: platform power / streams it holds (docs/model.md, Power); ``power_w``
     [E, 4] the episode's per-tier powers."""
     return power_w[:, core._tx_power_col] / stream_counts(core, holder).clamp(min=1.0)
 

@@ -49,7 +49,8 @@ NTN_KA_CLUTTER_LOSS_DB = {
 def db_to_linear(x_db):
     if torch.is_tensor(x_db) and torch.compiler.is_compiling():
         # compiled code: exp(x ln(10) / 10), the same value to float rounding (relative ~2e-6
-        # at -150 dB); pow(10, x) costs 4-5x exp on the project's x86 CPU (README, Benchmarks)
+        # at -150 dB); pow(10, x) costs 4-5x exp on the project's x86 CPU (docs/design.md,
+        # Compiled code)
         return torch.exp(x_db * (math.log(10.0) / 10.0))
     return 10.0 ** (x_db / 10.0)
 

@@ -1,6 +1,6 @@
 """Validated, frozen configuration of the TN-NTN environment.
 
-Every number of the model is a field here. Defaults follow the README's Model section (paper
+Every number of the model is a field here. Defaults follow docs/model.md (paper
 Table 1 and Section 4.1); the source of each physical constant is given beside it. Bad values raise
 ``ValueError`` naming the field and the allowed range; unknown override keys are an error.
 """
@@ -125,13 +125,13 @@ class NetworkConfig:
 
 @dataclass(frozen=True)
 class ChannelConfig:
-    """Propagation, antennas and noise (README, Model; sources beside each field)."""
+    """Propagation, antennas and noise (docs/model.md, Model; sources beside each field)."""
 
     noise_density_dbm_hz: float = -174.0  # thermal noise density, Section 4.1
     noise_figure_db: float = 7.0  # TR 38.821 Table 6.1.1.1-2, handheld UE noise figure
-    tbs_antenna_gain_dbi: float = 25.0  # README, Model (mmWave array gain)
-    uav_antenna_gain_dbi: float = 20.0  # README, Model
-    hap_antenna_gain_dbi: float = 26.0  # README, Model; spot beams: aperture pattern
+    tbs_antenna_gain_dbi: float = 25.0  # docs/model.md, Model (mmWave array gain)
+    uav_antenna_gain_dbi: float = 20.0  # docs/model.md, Model
+    hap_antenna_gain_dbi: float = 26.0  # docs/model.md, Model; spot beams: aperture pattern
     satellite_antenna_gain_dbi: float = 38.5  # TR 38.821 Table 6.1.1.1-1, Set-1 LEO-600 Ka-band
     ue_antenna_gain_dbi: float = 0.0  # TR 38.821 Table 6.1.1.1-2, handheld
     satellite_sidelobe_db: float = 17.6  # first side lobe of the TR 38.811 6.4.1 Bessel pattern
@@ -186,7 +186,7 @@ class ChannelConfig:
 
 @dataclass(frozen=True)
 class DemandConfig:
-    """Users' positions, mobility and requested rates (README, Model)."""
+    """Users' positions, mobility and requested rates (docs/model.md, Model)."""
 
     num_hotspots: int = 2  # demand hotspots drifting over the whole area
     hotspot_user_fraction: float = 0.5  # share of users placed around a hotspot at reset

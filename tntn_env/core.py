@@ -349,7 +349,7 @@ class TNTNCore:
 
     def stream_power_w(self, holder: torch.Tensor, st: CoreState | None = None) -> torch.Tensor:
         """Per-stream power share [E, X] (W) of each transmitter for an allocation ``holder``,
-        before the power level: platform power / streams it holds (see README, Power)."""
+        before the power level: platform power / streams it holds (docs/model.md, Power)."""
         return allocation.stream_power(self, holder, (st or self.state).power_w)
 
     def effective_upper(self, actions: dict, st: CoreState | None = None,
@@ -401,7 +401,8 @@ class TNTNCore:
         return observation.global_state(self, obs)
 
     def link_state(self, env: int = 0) -> dict:
-        """Full link state of env ``env`` for the last step, as numpy arrays (see README)."""
+        """Full link state of env ``env`` for the last step, as numpy arrays (docs/env.md, Link
+        state contract)."""
         return links.link_state(self, env)
 
     # ------------------------------------------------------------------ seams

@@ -39,8 +39,8 @@ def inductor_options(mode: str | None, num_envs: int) -> dict:
     already; ~1 us each per call). For small batches in one graph: one thread (OpenMP fork/join
     costs more than it saves) and scalar C++ (simdlen 1): the inner loops are a few elements
     long, so 8-lane vectors run mostly masked tails; scalar code runs about as fast at E = 1 and
-    compiles in about half the time (README, Benchmarks). The kernels' rows are long: vector
-    code."""
+    compiles in about half the time (docs/design.md, Compiled code). The kernels' rows are long:
+    vector code."""
     opts = {"size_asserts": False}
     if num_envs < 8 and mode == "graph":
         opts["cpp.threads"] = 1

@@ -246,7 +246,8 @@ def fade_key(core, st: CoreState) -> torch.Tensor:
 
 
 def link_state(core, env: int = 0) -> dict:
-    """Full link state of env ``env`` for the last step, as numpy arrays (see README)."""
+    """Full link state of env ``env`` for the last step, as numpy arrays (docs/env.md, Link state
+    contract)."""
     if core.last is None:
         raise RuntimeError("link_state() is available after a step()")
     sc, st = core.last, core._last_state.index(slice(env, env + 1))
