@@ -77,7 +77,7 @@ def main() -> None:
     if a.save:
         torch.save(res, a.save)
     if a.compare:
-        ref = torch.load(a.compare)
+        ref = torch.load(a.compare, weights_only=True)  # tensors only: no code runs
         bad = [(c, k) for c in ref for k, v in ref[c].items()
                if k not in res.get(c, {}) or res[c][k].shape != v.shape
                or not torch.equal(res[c][k], v)]

@@ -272,3 +272,113 @@ def test_bad_config_object():
     with pytest.raises(ValueError, match="config = 'sag' is invalid; allowed: an EnvConfig"):
         TNTNParallelEnv("sag")
     TNTNParallelEnv(make_config("uav", **SMALL))
+
+
+# ---------------------------------------------------------------- sizes, seeds, ids, episode end
+@pytest.mark.parametrize("kwargs,term", [(dict(num_subbands=10 ** 6), "agents"),
+                                         (dict(num_hotspots=10 ** 9), "demand"),
+                                         (dict(episode_steps=10 ** 10), "tables")])
+def test_absurd_sizes_are_refused_at_validation_with_the_estimate(kwargs, term):
+    import time
+
+    t0 = time.perf_counter()
+    with pytest.raises(ValueError, match=rf"needs about [\d,.]+ GiB for one environment "
+                                         rf"\(estimate: {term} [\d,.]+ GiB.*memory_limit_gib = 4"):
+        parallel_env("sag", **kwargs)
+    assert time.perf_counter() - t0 < 1.0  # refused before anything is allocated
+
+
+def test_memory_limit_is_a_config_field():
+    from tntn_env.config import memory_estimate_bytes
+
+    with pytest.raises(ValueError, match="memory_limit_gib = 4"):
+        make_config("sag", episode_steps=10 ** 9)
+    cfg = make_config("sag", episode_steps=10 ** 9, memory_limit_gib=64)  # raised: accepted
+    assert 4 * 2 ** 30 < memory_estimate_bytes(cfg) < 64 * 2 ** 30
+    assert memory_estimate_bytes(make_config("sag")) < 2 ** 20  # the default needs ~0.2 MiB
+    with pytest.raises(ValueError, match="memory_limit_gib = 0 is invalid"):
+        make_config("sag", memory_limit_gib=0)
+
+
+@pytest.mark.parametrize("kwargs,pattern", [
+    (dict(tbs_power_dbm=(True, 20)), r"tbs_power_dbm = \(True, 20\) is invalid"),
+    (dict(uav_power_dbm=(5, False)), r"uav_power_dbm = \(5, False\) is invalid"),
+    (dict(power_levels=(True,)), r"power_levels = \(True,\) is invalid"),
+])
+def test_bools_are_not_numbers_in_tuples(kwargs, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        make_config("sag", **kwargs)
+
+
+@pytest.mark.parametrize("text", ["num_subbands=4,num_subbands=5",
+                                  '{"num_subbands": 4, "num_subbands": 5}'])
+def test_duplicate_override_keys_are_refused(text):
+    from tntn_env import parse_overrides
+
+    with pytest.raises(ValueError, match="'num_subbands' is given twice"):
+        parse_overrides(text)
+
+
+@pytest.fixture
+def core():
+    from tntn_env import TNTNCore
+
+    c = TNTNCore(scenario="sag", num_envs=3, **{**SMALL, "episode_steps": 2})
+    c.reset(seed=0)
+    return c
+
+
+@pytest.mark.parametrize("kwargs,pattern", [
+    (dict(seed=100, env_ids=[-1]), r"env_ids holds -1; allowed: env indices in \[0, 2\]"),
+    (dict(seed=0, env_ids=[3]), r"env_ids holds 3"),
+    (dict(seed=0, env_ids=[1, 1]), "env_ids holds an index twice"),
+    (dict(seed=0, env_ids=[0.0]), "env_ids holds 0.0; allowed: integers"),
+    (dict(seed=1.5), r"seed = 1\.5 is invalid; allowed: None, an integer >= 0"),
+    (dict(seed="7"), r"seed = '7' is invalid"),
+    (dict(seed=True), r"seed = True is invalid"),
+    (dict(seed=[1, 2.0, 3]), "seed holds 2.0; allowed: integers"),
+    (dict(seed=np.array([1.0, 2.0, 3.0])), "seed has dtype float64"),
+    (dict(seed=[1, 2]), "seed has 2 entries; allowed: 3 integers >= 0"),
+    (dict(seed=2 ** 63), r"seed = 9223372036854775808 is invalid"),
+])
+def test_bad_reset_arguments_are_refused(core, kwargs, pattern):
+    before = core.state.key.clone()
+    with pytest.raises(ValueError, match=pattern):
+        core.reset(**kwargs)
+    assert core.state.key.equal(before)  # nothing reset
+
+
+def test_valid_reset_arguments(core):
+    import torch
+
+    core.reset(seed=[4, 5, 6])
+    k = core.state.key.clone()
+    core.reset(seed=np.arange(4, 7))
+    assert core.state.key.equal(k)
+    core.reset(seed=torch.tensor([0, 0, 0]))
+    core.reset(seed=3, env_ids=[1, 2])  # env i gets seed + i: 4 and 5
+    core.reset(seed=np.int64(4), env_ids=np.array([0]))  # 4
+    assert core.state.key.equal(k[[0, 0, 1]])
+
+
+def test_core_refuses_to_step_a_finished_episode(core):
+    import torch
+
+    from baselines.common import sample_uniform
+
+    gen = torch.Generator().manual_seed(0)
+
+    def act():
+        return {t: sample_uniform(core.padded_mask(t, m), gen) for t, m in core.masks().items()}
+
+    core.step(act())
+    assert bool(core.step(act())["truncated"].all())
+    with pytest.raises(RuntimeError, match=r"env\(s\) \[0, 1, 2\] reached episode_steps = 2"):
+        core.step(act())
+    core.reset(env_ids=[1])  # the others are still over; t is no longer known on the host
+    with pytest.raises(RuntimeError, match=r"env\(s\) \[0, 2\] reached episode_steps = 2"):
+        core.step(act(), auto_reset=True)
+    core.reset()
+    for _ in range(5):  # with auto_reset, episodes end and restart
+        out = core.step(act(), auto_reset=True)
+        assert bool((core.state.t < 2).all()) and out["obs"]["local"].isfinite().all()

@@ -100,3 +100,105 @@ def test_cli_errors(tmp_path):
                  "--set", "episode_steps=2"]) == 2
     assert main(["--policy", "greedy", "--out", str(tmp_path / "y"), "--no-progress",
                  "--set", "no_such_key=1"]) == 2
+
+
+# ---------------------------------------------------------------- checkpoints and output folders
+
+def _checkpoint(path, scenario="sag", overrides="num_subbands=4,users_per_region=3,"
+                "episode_steps=6"):
+    """An untrained hdrl_ppo.py checkpoint written with the trainer's own helpers."""
+    import importlib.util
+
+    from tntn_env.evaluate import REPO_ROOT
+
+    spec = importlib.util.spec_from_file_location("hdrl_t", REPO_ROOT / "trainers" /
+                                                  "hdrl_ppo.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    args = mod.Args(scenario=scenario, env_overrides=overrides)
+    agents = mod.build_agents(mod.make_core(args, 1, "cpu"), args, "cpu")
+    opts = {t: torch.optim.Adam(a.parameters()) for t, a in agents.items()}
+    mod.save_checkpoint(path, agents, opts, args, 0, 0)
+    return path
+
+
+def test_checkpoint_is_evaluated_on_its_own_environment(tmp_path, capsys):
+    ck = _checkpoint(tmp_path / "ck.pt")
+    base = ["--policy", "hdrl", "--checkpoint", str(ck), "--episodes", "1", "--no-progress"]
+    assert main([*base, "--out", str(tmp_path / "own")]) == 0  # no --scenario, no --set
+    s = json.loads((tmp_path / "own" / "summary.json").read_text())
+    assert s["scenario"] == "sag" and s["episode_steps"] == 6
+    assert s["overrides"] == {"num_subbands": 4, "users_per_region": 3, "episode_steps": 6}
+    assert s["checkpoint_env"] == {"scenario": "sag", "overrides": s["overrides"]}
+    # another environment: refused with the differences, before anything is written
+    assert main([*base, "--scenario", "ag", "--out", str(tmp_path / "ag")]) == 2
+    err = capsys.readouterr().err
+    assert "was trained on scenario 'sag'" in err and "scenario: 'sag' -> 'ag'" in err
+    assert "--other-env" in err and not (tmp_path / "ag").exists()
+    assert main([*base, "--set", "num_subbands=5", "--out", str(tmp_path / "n5")]) == 2
+    assert "num_subbands: 4 -> 5" in capsys.readouterr().err
+    # --other-env: a fitting environment is evaluated, one whose shapes differ is a clear error
+    assert main([*base, "--other-env", "--set", "episode_steps=3", "--out",
+                 str(tmp_path / "short")]) == 0
+    assert json.loads((tmp_path / "short" / "summary.json").read_text())["episode_steps"] == 3
+    assert main([*base, "--other-env", "--scenario", "ag", "--out", str(tmp_path / "ag2")]) == 2
+    err = capsys.readouterr().err
+    assert "holds models ['hap', 'local', 'satellite'], this run needs ['hap', 'local']" in err
+    assert main([*base, "--other-env", "--set", "num_subbands=5", "--out",
+                 str(tmp_path / "n5b")]) == 2
+    assert "do not fit this environment" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="--other-env applies to checkpoints"):
+        main(["--policy", "greedy", "--other-env", "--out", str(tmp_path / "g")])
+
+
+def test_results_are_never_overwritten_unless_asked(tmp_path, capsys):
+    out = tmp_path / "r"
+    args = ["--policy", "random", "--episodes", "1", "--out", str(out), "--no-progress", *SMALL]
+    assert main(args) == 0
+    before = (out / "steps.csv").read_text()
+    assert main([*args, "--seed", "5"]) == 2
+    assert "already holds results (steps.csv, episodes.csv, summary.json)" in \
+        capsys.readouterr().err
+    assert (out / "steps.csv").read_text() == before
+    assert main([*args, "--seed", "5", "--overwrite"]) == 0
+    assert (out / "steps.csv").read_text() != before
+
+
+def test_unwritable_outputs_are_refused_before_the_evaluation(tmp_path, capsys, monkeypatch):
+    import tntn_env.evaluate as ev
+
+    ran = []
+    monkeypatch.setattr(ev, "TNTNCore", lambda *a, **k: ran.append(1))  # must not be reached
+    (tmp_path / "d" / "steps.csv").mkdir(parents=True)
+    assert main(["--policy", "random", "--out", str(tmp_path / "d"), "--no-progress"]) == 2
+    assert "steps.csv is a folder" in capsys.readouterr().err
+    (tmp_path / "file").write_text("x")
+    assert main(["--policy", "random", "--out", str(tmp_path / "file" / "sub"),
+                 "--no-progress"]) == 2
+    assert "cannot create the output folder" in capsys.readouterr().err
+    assert ran == []
+
+
+def test_default_folders_differ_per_checkpoint(tmp_path, monkeypatch):
+    """Two runs' checkpoints (same scenario and seed) get two folders (run folder and content
+    hash in the name); evaluating the first again is refused, not overwritten."""
+    monkeypatch.chdir(tmp_path)
+    for d in ("a", "b"):
+        (tmp_path / d).mkdir()
+    a, b = _checkpoint(tmp_path / "a" / "checkpoint.pt"), _checkpoint(tmp_path / "b" /
+                                                                       "checkpoint.pt")
+    outs = []
+    for ck in (a, b, a):
+        argv = ["--policy", "hdrl", "--checkpoint", str(ck), "--episodes", "1", "--no-progress"]
+        rc = main(argv)
+        outs.append(sorted(p.name for p in (tmp_path / "runs" / "eval").iterdir()))
+        if len(outs) < 3:
+            assert rc == 0
+    assert len(outs[1]) == 2 and all(n.startswith("hdrl__sag__0__") for n in outs[1])
+    assert rc == 2  # the first checkpoint again: its folder holds results
+
+
+def test_duplicate_set_keys_are_refused(tmp_path):
+    with pytest.raises(SystemExit, match="num_subbands: given twice"):
+        main(["--policy", "random", "--set", "num_subbands=2", "--set", "num_subbands=3",
+              "--out", str(tmp_path), "--no-progress"])

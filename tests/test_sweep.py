@@ -262,3 +262,33 @@ def test_bad_spaces_are_refused_with_clear_messages(tmp_path, in_process, capsys
     assert in_process(sweep_cmd("bad", f"sqlite:///{tmp_path / 'bad.db'}", tmp_path / "o",
                                 trials=1, extra=["--", "--seed", "3"]), tmp_path) == 2
     assert "--seed after '--' is set by this command" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("url,shown", [
+    ("postgresql://tntn:s3cr3t@db/sw", "postgresql://tntn:***@db/sw"),
+    ("postgresql://:s3cr3t@db/sw", "postgresql://:***@db/sw"),
+    ("postgresql://tntn@db/sw?password=s3cr3t", "postgresql://tntn@db/sw?password=***"),
+    ("postgresql://db:5432/sw?sslmode=require&PASSWORD=s3cr3t&sslpassword=s3cr3t",
+     "postgresql://db:5432/sw?PASSWORD=***&sslmode=require&sslpassword=***"),
+    ("postgresql+psycopg2://tntn:s3%40cr3t@db/sw", "postgresql+psycopg2://tntn:***@db/sw"),
+    ("sqlite:///runs/sweeps/s3cr3t.db", "sqlite:///runs/sweeps/s3cr3t.db"),  # no secret there
+])
+def test_storage_secrets_are_masked_in_every_form(url, shown):
+    assert sw._safe_url(url) == shown
+    if "@" in url or "password" in url.lower():
+        secret = "s3@cr3t" if "%40" in url else "s3cr3t"  # as the driver sees it
+        # in an error message of the driver too
+        assert secret not in sw._safe_url(url, f"auth failed for password {secret}")
+
+
+def test_unreachable_storage_error_shows_no_password(monkeypatch):
+    import sqlalchemy.exc
+
+    def refuse(url, **kw):
+        raise sqlalchemy.exc.OperationalError("connect", {}, Exception(f"bad password in {url}"))
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", refuse)
+    monkeypatch.setattr(sw.time, "sleep", lambda s: None)
+    with pytest.raises(RuntimeError) as e:
+        sw.open_storage("postgresql://u@h/db?password=s3cr3t", 1, None)
+    assert "s3cr3t" not in str(e.value) and "password=***" in str(e.value)

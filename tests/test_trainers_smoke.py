@@ -52,9 +52,9 @@ def test_train_resume_eval(name, tmp_path):
     assert ck["global_step"] == 160 and ck["iteration"] == 2
     assert ck["args"]["seed"] == 3 and ck["args"]["env_overrides"] == SMALL
 
-    # resume to 320 steps: same run dir, a new event file continuing after the checkpoint's step
-    run(name, tmp_path, "--resume", str(ck_path), "--total-timesteps", "320", "--save-model",
-        "--no-cuda")
+    # resume to 320 steps (the README's form, no --save-model: the run keeps saving as it did):
+    # same run dir, a new event file continuing after the checkpoint's step
+    run(name, tmp_path, "--resume", str(ck_path), "--total-timesteps", "320", "--no-cuda")
     new = [p for p in run_dir.glob("events.out.tfevents.*") if p != event]
     assert len(new) == 1
     sc2 = scalars(new[0])

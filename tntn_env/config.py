@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, fields
 SCENARIOS = ("sag", "ag", "uav")
 NTN_ENVIRONMENTS = ("dense_urban", "urban", "suburban")
 INVALID_ACTION_MODES = ("raise", "repair")
+MEMORY_LIMIT_GIB = 4.0  # default EnvConfig.memory_limit_gib (the default config needs ~0.2 MiB)
 
 
 def _fail(cls: str, name: str, value, allowed: str) -> None:
@@ -38,10 +39,14 @@ def _float_in(cfg, name: str, low: float = -math.inf, high: float = math.inf,
         _fail(type(cfg).__name__, name, v, f"a finite number in {lo}, {high}]")
 
 
+def _number(x) -> bool:
+    """A finite int or float, not a bool."""
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
 def _range_dbm(cfg, name: str) -> None:
     v = getattr(cfg, name)
-    if (not isinstance(v, tuple) or len(v) != 2
-            or not all(isinstance(x, (int, float)) and math.isfinite(x) for x in v)
+    if (not isinstance(v, tuple) or len(v) != 2 or not all(_number(x) for x in v)
             or v[0] > v[1] or v[0] < -50 or v[1] > 80):
         _fail(type(cfg).__name__, name, v,
               "a tuple (min_dbm, max_dbm) with -50 <= min <= max <= 80")
@@ -95,7 +100,7 @@ class NetworkConfig:
         _float_in(self, "ue_height_m", 1.0, 22.5)
         lv = self.power_levels
         if (not isinstance(lv, tuple) or len(lv) < 1
-                or not all(isinstance(x, (int, float)) and 0 < x <= 1 for x in lv)
+                or not all(_number(x) and 0 < x <= 1 for x in lv)
                 or list(lv) != sorted(set(lv))):
             _fail("NetworkConfig", "power_levels", lv,
                   "a non-empty, strictly increasing tuple of fractions in (0, 1]")
@@ -268,6 +273,7 @@ class EnvConfig:
     reward: RewardConfig = field(default_factory=RewardConfig)
     timing: TimingConfig = field(default_factory=TimingConfig)
     invalid_action: str = "raise"
+    memory_limit_gib: float = MEMORY_LIMIT_GIB  # refuse configs whose one env needs more
 
     def __post_init__(self) -> None:
         if self.scenario not in SCENARIOS:
@@ -277,6 +283,14 @@ class EnvConfig:
         for name, cls in _SUBCONFIGS.items():
             if not isinstance(getattr(self, name), cls):
                 _fail("EnvConfig", name, getattr(self, name), f"a {cls.__name__}")
+        _float_in(self, "memory_limit_gib", 0.0, 1e9, low_open=True)
+        need = memory_estimate_bytes(self) / 2 ** 30
+        if need > self.memory_limit_gib:
+            raise ValueError(
+                f"this config needs about {need:,.1f} GiB for one environment (estimate: "
+                f"{memory_breakdown(self)}), above memory_limit_gib = {self.memory_limit_gib:g}; "
+                "reduce the sizes, or raise memory_limit_gib (a config field) if the machine "
+                "has the memory")
 
     @property
     def has_satellite_agent(self) -> bool:
@@ -290,11 +304,60 @@ class EnvConfig:
 _FIELD_OWNER = {f.name: group for group, cls in _SUBCONFIGS.items() for f in fields(cls)}
 
 
+def _memory_terms(cfg: EnvConfig, num_envs: int = 1) -> dict:
+    """Bytes by what needs them (see :func:`memory_estimate_bytes`)."""
+    n, E = cfg.network, num_envs
+    J, M, K, N, T, U = (n.num_regions, n.nodes_per_region, n.users_per_region, n.num_subbands,
+                        n.time_blocks, n.uavs_per_region)
+    I, B, R, L, Ut = n.num_haps, n.num_beams, n.regions_per_hap, len(n.power_levels), n.num_users
+    X, Hs = J * M + J + B, cfg.demand.num_hotspots  # transmitters, hotspots
+    agents = {"satellite": 1, "hap": I, "local": J}
+    positions = {"satellite": N, "hap": R * N, "local": N * T + N + U}
+    choices = {"satellite": N * (B + 2), "hap": R * N * (M + 2),
+               "local": N * T * (K + 1) + N * L + 5 * U}
+    widest = {"satellite": B + 2, "hap": M + 2, "local": max(K + 1, L, 5)}
+    obs = {"satellite": N * (B + 2) + 5 * J + 2,
+           "hap": 2 * N + R * N * (M + 2) + 4 * R + 2 * R * (M + 1) + 3,
+           "local": 6 * N + K * N + 4 * K + 2 * U + 3}
+    return {
+        # per-step counter codes, per-choice index tables (Python lists and tensors),
+        # region-pair tables
+        "tables": 16 * (cfg.timing.episode_steps + 2) + 48 * sum(choices.values())
+        + 44 * J * J,
+        # large-scale gain / LoS / K tables of every (transmitter, user) pair and their
+        # temporaries; the fading state under correlated fading
+        "links": E * (64 * X * Ut + (80 * X * Ut * N if cfg.channel.fading_rho > 0 else 0)),
+        # hotspots and the user-hotspot distances of the demand field
+        "demand": E * (16 * Ut * Hs + 64 * Hs),
+        # fading draws of a step: every scheduled slot with its interferers, holder SNRs
+        "step": E * 48 * J * N * (T * J + K),
+        # masks (flat and padded) and observations, with their temporaries
+        "agents": E * sum(agents[t] * (16 * positions[t] * widest[t] + 16 * choices[t]
+                                       + 12 * obs[t]) for t in agents),
+    }
+
+
+def memory_estimate_bytes(cfg: EnvConfig, num_envs: int = 1) -> int:
+    """Rough estimate of the memory a :class:`~tntn_env.TNTNCore` of ``cfg`` with ``num_envs``
+    environments needs (bytes): its tables, state and a step's temporaries. Within a factor of
+    about two of the peak measured over a reset and a few steps on CPU (beyond the ~50 MiB of a
+    torch process); the default config needs ~0.2 MiB per env. ``EnvConfig`` refuses a config
+    whose single environment needs more than ``memory_limit_gib``."""
+    return int(sum(_memory_terms(cfg, num_envs).values()))
+
+
+def memory_breakdown(cfg: EnvConfig, num_envs: int = 1) -> str:
+    """The estimate's terms, largest first: 'step 3.2 GiB, links 0.1 GiB, ...'."""
+    terms = sorted(_memory_terms(cfg, num_envs).items(), key=lambda kv: -kv[1])
+    return ", ".join(f"{k} {v / 2 ** 30:,.2f} GiB" for k, v in terms if v >= 2 ** 20) or "-"
+
+
 def make_config(scenario: str = "sag", **overrides) -> EnvConfig:
     """Build an :class:`EnvConfig` for a preset with flat overrides.
 
     Overrides are field names of any group (``num_beams=3``, ``noise_figure_db=5``), a whole
-    group (``channel=ChannelConfig(...)``) or ``invalid_action``. Unknown keys raise.
+    group (``channel=ChannelConfig(...)``), ``invalid_action`` or ``memory_limit_gib``. Unknown
+    keys raise.
     """
     if scenario not in SCENARIOS:
         raise ValueError(f"scenario = {scenario!r} is unknown; allowed: {SCENARIOS}")
@@ -304,14 +367,14 @@ def make_config(scenario: str = "sag", **overrides) -> EnvConfig:
     for key, value in overrides.items():
         if key in _SUBCONFIGS:
             groups[key] = value
-        elif key == "invalid_action":
+        elif key in ("invalid_action", "memory_limit_gib"):
             top[key] = value
         elif key in _FIELD_OWNER:
             if isinstance(value, list):
                 value = tuple(value)
             per_group[_FIELD_OWNER[key]][key] = value
         else:
-            allowed = sorted([*_FIELD_OWNER, *_SUBCONFIGS, "invalid_action"])
+            allowed = sorted([*_FIELD_OWNER, *_SUBCONFIGS, "invalid_action", "memory_limit_gib"])
             raise ValueError(f"unknown config key {key!r}; allowed keys: {', '.join(allowed)}")
     built = {}
     for g, cls in _SUBCONFIGS.items():
@@ -322,15 +385,23 @@ def make_config(scenario: str = "sag", **overrides) -> EnvConfig:
     return EnvConfig(scenario=scenario, **built, **top)
 
 
+def _unique_keys(pairs) -> dict:
+    keys = [k for k, _ in pairs]
+    dup = sorted({k for k in keys if keys.count(k) > 1})
+    if dup:
+        raise ValueError(f"env override {dup[0]!r} is given twice; give each key once")
+    return dict(pairs)
+
+
 def parse_overrides(text: str) -> dict:
     """Overrides given as text (the trainers' ``--env-overrides``) -> dict for make_config:
     '{"num_subbands": 4}' or 'num_subbands=4,power_levels=[0.5,1.0]' (values parsed as JSON,
-    else kept as strings)."""
+    else kept as strings). A key given twice is an error."""
     text = text.strip()
     if not text:
         return {}
     if text.startswith("{"):
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=_unique_keys)
     parts, tok, depth = [], "", 0
     for ch in text + ",":
         depth += (ch in "[{(") - (ch in "]})")
@@ -343,6 +414,8 @@ def parse_overrides(text: str) -> dict:
         key, eq, val = p.partition("=")
         if not eq:
             raise ValueError(f"env override {p!r} is not key=value")
+        if key in out:
+            raise ValueError(f"env override {key!r} is given twice; give each key once")
         try:
             out[key] = json.loads(val)
         except json.JSONDecodeError:

@@ -43,6 +43,7 @@ import torch
 
 from . import allocation, checking, dynamics, kernels, links, observation, rng, scoring
 from . import channel as chn
+from .checks import check_not_finished, check_reset_args
 from .config import EnvConfig, make_config
 from .state import STATE_FIELDS, CoreState, Scored
 from .topology import TX_HAP, TX_SAT, TX_TBS, TX_UAV, build_topology
@@ -197,8 +198,10 @@ class TNTNCore:
 
         ``seed``: int (env i gets seed + i, so env i of a batch equals a single env seeded with
         seed + i), a sequence of E (or len(env_ids)) ints, or None (first reset: fresh entropy;
-        later: the next episode of each env's own stream).
+        later: the next episode of each env's own stream). ``env_ids``: distinct indices in
+        [0, E). Floats, strings and bools are refused, not converted.
         """
+        check_reset_args(seed, env_ids, self.num_envs)
         E, dev = self.num_envs, self.device
         ids = (torch.arange(E, device=dev) if env_ids is None
                else torch.as_tensor(env_ids, dtype=torch.long, device=dev).flatten())
@@ -226,10 +229,11 @@ class TNTNCore:
         ``voided``/``repaired`` [E] totals, ``voided_agents``/``repaired_agents`` (tier ->
         [E, agents]; tiers without any absent), ``decided`` (tier -> [E] bool). With
         ``auto_reset``, envs that finished are reset to their next episode and obs/masks are those
-        of the new one.
+        of the new one; without it, stepping an env whose episode is over raises RuntimeError.
         """
         if self.state is None:
             raise RuntimeError("call reset() before step()")
+        check_not_finished(self)
         st = self.state
         t = self._host_t()
         full = self._refresh_mode(st, t)

@@ -13,7 +13,11 @@ batch reset with those seeds, so every policy sees the same seeds. The core's ra
 counter-based, so channel, mobility and demand realisations of a seed depend on the actions only
 through the state they lead to (UAV positions; large-scale gains of UAV links).
 
-Output folder (``--out``, default ``runs/eval/<policy>__<scenario>__<seed>/``):
+Output folder (``--out``, default ``runs/eval/<policy>__<scenario>__<seed>/``, for a checkpoint
+``runs/eval/<policy>__<scenario>__<seed>__<run folder>-<first 8 hex digits of the checkpoint's
+SHA-256>[__sampled]/``, so two checkpoints never share one). It is checked before the evaluation
+runs: a folder that cannot be written, or an output file that is a folder, is refused, and a
+folder that already holds results is refused unless ``--overwrite``:
 
 - ``steps.csv``: one row per (episode, step) with the columns of :data:`STEP_COLUMNS`: the
   system metrics of the step (``core.step``'s ``metrics``: mean user throughput in Mbit/s,
@@ -30,6 +34,10 @@ Output folder (``--out``, default ``runs/eval/<policy>__<scenario>__<seed>/``):
 ``trainers/mappo.py``, ``trainers/ppo_single.py`` (their ``load_policy(path, core)``; override
 with ``--trainer-file``) and act by the masked argmax, or with ``--sample`` by sampling from the
 policy as in training (torch's generator seeded with ``--policy-seed``, default ``--seed``).
+A checkpoint is evaluated on the environment it was trained on: its scenario and
+``--env-overrides``, on top of which ``--set`` applies. A ``--scenario`` or ``--set`` that makes
+a different environment is refused unless ``--other-env`` is given (and a policy whose networks do
+not fit the other environment is refused with the reason).
 The core checks every action against its masks (the observed mask, or
 the mask after this step's upper-tier actions for top-down policies) and raises on an infeasible
 one; ``--no-check`` skips the check.
@@ -40,6 +48,8 @@ from __future__ import annotations
 import argparse
 import ast
 import csv
+import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -51,7 +61,7 @@ from pathlib import Path
 
 import torch
 
-from .config import make_config
+from .config import make_config, parse_overrides
 from .core import TNTNCore
 
 POLICIES = ("hdrl", "mappo", "ppo_single", "exhaustive", "random", "greedy")
@@ -62,6 +72,7 @@ STEP_COLUMNS = ("episode", "step", *METRICS, "decision_time_s")
 EPISODE_COLUMNS = ("episode", "seed", "steps", *METRICS, "reward_sum", "decision_time_mean_s",
                    "decision_time_max_s")
 REPO_ROOT = Path(__file__).resolve().parents[1]
+OUT_FILES = ("steps.csv", "episodes.csv", "summary.json")
 
 
 def parse_value(text: str):
@@ -82,6 +93,8 @@ def parse_sets(items) -> dict:
         if "=" not in item:
             raise SystemExit(f"--set {item!r}: expected key=value")
         k, v = item.split("=", 1)
+        if k.strip() in out:
+            raise SystemExit(f"--set {k.strip()}: given twice; give each key once")
         out[k.strip()] = parse_value(v)
     return out
 
@@ -93,10 +106,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default=None, help="checkpoint path (hdrl, mappo, ppo_single)")
     p.add_argument("--trainer-file", default=None,
                    help="trainer file providing load_policy (default trainers/<name>.py)")
-    p.add_argument("--scenario", default="sag", choices=("sag", "ag", "uav"))
+    p.add_argument("--scenario", default=None, choices=("sag", "ag", "uav"),
+                   help="default: the checkpoint's scenario (a checkpoint policy), else sag")
     p.add_argument("--episodes", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="output folder")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace results already in the output folder (default: refuse)")
+    p.add_argument("--other-env", action="store_true",
+                   help="evaluate a checkpoint on an environment other than the one it was "
+                        "trained on (--scenario / --set differing from the checkpoint's)")
     p.add_argument("--num-envs", type=int, default=1, help="episodes stepped together")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="config override (any field of make_config), repeatable")
@@ -158,18 +177,100 @@ def _mean_std(xs):
     return {"mean": statistics.fmean(xs), "std": statistics.pstdev(xs) if len(xs) > 1 else 0.0}
 
 
+def checkpoint_env(path) -> tuple[str, dict]:
+    """(scenario, make_config overrides) a trainer checkpoint was trained on."""
+    if not Path(path).is_file():
+        raise ValueError(f"checkpoint {str(path)!r} does not exist")
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+        a = ck["args"]
+        return a.get("scenario", "sag"), parse_overrides(a.get("env_overrides", ""))
+    except Exception as e:
+        raise ValueError(f"{str(path)!r} is not a readable trainer checkpoint ({type(e).__name__}: "
+                         f"{str(e).splitlines()[0][:200] if str(e) else ''})") from None
+
+
+def _config_diff(a, b, prefix="") -> list[str]:
+    """Fields where two configs differ, 'name: a -> b' (memory_limit_gib ignored)."""
+    out = []
+    for f in dataclasses.fields(a):
+        x, y = getattr(a, f.name), getattr(b, f.name)
+        if dataclasses.is_dataclass(x):
+            out += _config_diff(x, y)
+        elif x != y and f.name != "memory_limit_gib":
+            out.append(f"{f.name}: {x!r} -> {y!r}")
+    return out
+
+
+def environment(args) -> tuple[str, dict, dict | None]:
+    """(scenario, overrides, the checkpoint's environment or None) of an evaluation: a
+    checkpoint's own scenario and overrides unless ``--scenario`` / ``--set`` change them, which
+    needs ``--other-env``."""
+    sets = parse_sets(args.set)
+    if not (args.policy in CHECKPOINT_TRAINERS and args.checkpoint):
+        if args.other_env:
+            raise SystemExit("--other-env applies to checkpoints (--policy "
+                             f"{'/'.join(CHECKPOINT_TRAINERS)} --checkpoint PATH)")
+        return args.scenario or "sag", sets, None
+    ck_scenario, ck_over = checkpoint_env(args.checkpoint)
+    scenario, overrides = args.scenario or ck_scenario, {**ck_over, **sets}
+    diff = _config_diff(make_config(ck_scenario, **ck_over), make_config(scenario, **overrides))
+    if diff and not args.other_env:
+        raise ValueError(
+            f"checkpoint {args.checkpoint} was trained on scenario {ck_scenario!r} with overrides "
+            f"{ck_over or '{}'}; --scenario/--set would evaluate it elsewhere ({'; '.join(diff)}). "
+            "Drop them to evaluate on its own environment, or pass --other-env")
+    return scenario, overrides, {"scenario": ck_scenario, "overrides": ck_over}
+
+
+def default_out_dir(args, scenario: str) -> Path:
+    """runs/eval/<policy>__<scenario>__<seed>, for a checkpoint with its run folder and content
+    hash (and __sampled), so that two checkpoints never share a folder."""
+    name = f"{args.policy}__{scenario}__{args.seed}"
+    if args.policy in CHECKPOINT_TRAINERS and args.checkpoint:
+        ck = Path(args.checkpoint)
+        digest = hashlib.sha256(ck.read_bytes()).hexdigest()[:8]
+        name += f"__{ck.resolve().parent.name}-{digest}" + ("__sampled" if args.sample else "")
+    return Path("runs") / "eval" / name
+
+
+def prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
+    """Create the output folder and check, before any evaluation runs, that the results can be
+    written there without replacing earlier ones (unless ``overwrite``)."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"cannot create the output folder {out_dir}: {e}") from None
+    for f in OUT_FILES:
+        if (out_dir / f).is_dir():
+            raise ValueError(f"{out_dir / f} is a folder; the results need that name for a file "
+                             "(choose another --out)")
+    held = [f for f in OUT_FILES if (out_dir / f).exists()]
+    if held and not overwrite:
+        raise ValueError(f"the output folder {out_dir} already holds results ({', '.join(held)}); "
+                         "pass --overwrite to replace them, or choose another --out")
+    try:
+        with open(out_dir / f".write_check_{os.getpid()}", "w") as f:
+            f.write("x")
+        os.remove(out_dir / f".write_check_{os.getpid()}")
+        for name in held:
+            with open(out_dir / name, "a"):
+                pass
+    except OSError as e:
+        raise ValueError(f"the output folder {out_dir} is not writable: {e}") from None
+
+
 def run(args) -> dict:
     """Run the evaluation described by parsed ``args``; returns the summary dict."""
     if args.episodes < 1 or args.num_envs < 1 or args.seed < 0:
         raise SystemExit("--episodes and --num-envs must be >= 1 and --seed >= 0")
     if args.threads:
         torch.set_num_threads(args.threads)
-    overrides = parse_sets(args.set)
-    cfg = make_config(args.scenario, **overrides)
+    scenario, overrides, ck_env = environment(args)
+    cfg = make_config(scenario, **overrides)
     policy = make_policy(args)
-    out_dir = Path(args.out or Path("runs") / "eval" /
-                   f"{args.policy}__{args.scenario}__{args.seed}")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = Path(args.out) if args.out else default_out_dir(args, scenario)
+    prepare_out_dir(out_dir, args.overwrite)
     steps_n = cfg.timing.episode_steps
     seeds = list(range(args.seed, args.seed + args.episodes))
     machine = _machine()
@@ -229,11 +330,11 @@ def run(args) -> dict:
         w.writerows(episode_rows)
     times = [r["decision_time_s"] for r in step_rows]
     summary = {
-        "policy": args.policy, "label": policy.name, "scenario": args.scenario,
+        "policy": args.policy, "label": policy.name, "scenario": scenario,
         "overrides": {k: list(v) if isinstance(v, tuple) else v for k, v in overrides.items()},
         "seed": args.seed, "episodes": args.episodes, "seeds": seeds,
         "episode_steps": steps_n, "num_envs": args.num_envs, "device": args.device,
-        "checkpoint": args.checkpoint,
+        "checkpoint": args.checkpoint, "checkpoint_env": ck_env,
         "sampled": bool(args.sample),
         "subspace": getattr(policy, "subspace", None),
         "metrics": {k: _mean_std(ep[k] for ep in episode_rows) for k in METRICS},

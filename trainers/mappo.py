@@ -44,13 +44,13 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 import tyro
-from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from tntn_env import TNTNCore, make_config, parse_overrides
+from tntn_env import TNTNCore, make_config, parse_overrides, runs
 from tntn_env.policy import TierActor, allowed_fraction, mlp
 from tntn_env.policy import infeasible as policy_infeasible
 
+TRAINER = Path(__file__).stem  # recorded in checkpoints
 METRICS = ("throughput_mbps", "spectral_efficiency", "fairness", "qos_violation", "uav_penalty",
            "sum_rate_mbps", "spectrum_utilisation", "reward")
 LOSSES = ("value_loss", "policy_loss", "entropy", "old_approx_kl", "approx_kl", "clipfrac",
@@ -75,7 +75,8 @@ class Args:
     save_interval: int = 10
     """iterations between periodic checkpoints"""
     resume: str | None = None
-    """continue a run from its checkpoint: same dir, step, Args (CLI: budget, device, saving)"""
+    """continue a run from its checkpoint: same dir, step, Args, saving (CLI may change: budget,
+    device, threads, saving; other arguments are refused)"""
     eval_only: str | None = None
     """checkpoint whose policy is evaluated (see eval_greedy); writes eval.json next to it"""
     eval_episodes: int = 8
@@ -291,11 +292,10 @@ def decide(core, agents, obs, masks, args, greedy=False):
 def load_policy(path, core, greedy=True):
     """Policy of a checkpoint (argmax masked actions; greedy=False samples): act(obs, masks) ->
     actions dict for core.step."""
-    ck = torch.load(path, map_location=core.device, weights_only=True)
-    args = Args(**ck["args"])
+    ck = runs.load_checkpoint(path, core.device, TRAINER, need=("models", "args"))
+    args = runs.checkpoint_args(Args, ck, path, TRAINER)
     agents = build_agents(core, args, core.device)
-    for t in core.tiers:
-        agents[t].load_state_dict(ck["models"][t])
+    runs.load_models(agents, ck, path)
 
     @torch.no_grad()
     def act(obs, masks):
@@ -308,14 +308,15 @@ def save_checkpoint(path, agents, opts, args, global_step, iteration):
     tmp = f"{path}.tmp"
     torch.save({"models": {t: a.state_dict() for t, a in agents.items()},
                 "optimizers": {t: o.state_dict() for t, o in opts.items()},
-                "args": asdict(args), "global_step": global_step, "iteration": iteration}, tmp)
+                "args": asdict(args), "global_step": global_step, "iteration": iteration,
+                "trainer": TRAINER}, tmp)
     os.replace(tmp, path)  # a run killed mid-write keeps its previous checkpoint
 
 
 def evaluate(path, episodes, seed, device, greedy=True):
     """Evaluation of a checkpoint's policy: mean metrics over `episodes` episodes."""
-    ck = torch.load(path, map_location=device, weights_only=True)
-    core = make_core(Args(**ck["args"]), episodes, device)
+    ck = runs.load_checkpoint(path, device, TRAINER, need=("models", "args", "global_step"))
+    core = make_core(runs.checkpoint_args(Args, ck, path, TRAINER), episodes, device)
     act = load_policy(path, core, greedy)
     obs, masks = core.reset(seed=seed)
     sums, ret = {k: 0.0 for k in METRICS}, {t: 0.0 for t in core.tiers}
@@ -341,6 +342,7 @@ if __name__ == "__main__":
     args = tyro.cli(Args)
     ddp = "WORLD_SIZE" in os.environ  # launched by torchrun
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    runs.check_args(args, world)  # before anything is created
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
     if ddp and device.type == "cuda":
         device = torch.device(f"cuda:{os.environ['LOCAL_RANK']}")
@@ -350,21 +352,20 @@ if __name__ == "__main__":
     if args.eval_only:
         if rank > 0:  # evaluation runs on rank 0 only
             raise SystemExit(0)
-        res = evaluate(args.eval_only, args.eval_episodes, args.eval_seed, device, args.eval_greedy)
+        try:
+            res = evaluate(args.eval_only, args.eval_episodes, args.eval_seed, device,
+                           args.eval_greedy)
+        except ValueError as e:  # the checkpoint: missing, another trainer's, ...
+            raise SystemExit(f"error: {e}") from None
         Path(args.eval_only).parent.joinpath("eval.json").write_text(json.dumps(res, indent=2))
         print(json.dumps(res, indent=2))
         raise SystemExit(0)
     ck = None
     if args.resume:
-        ck = torch.load(args.resume, map_location=device, weights_only=True)
-        keep = {k: getattr(args, k) for k in ("resume", "total_timesteps", "cuda", "threads",
-                                              "save_model", "save_interval")}
-        args = Args(**{**ck["args"], **keep})
+        args, ck = runs.resume_args(Args, args, TRAINER, device)  # saving as the run did
+        runs.check_args(args, world, ck)
     args.batch_size = args.num_envs * args.num_steps
     args.num_iterations = args.total_timesteps // args.batch_size
-    if args.num_envs % world:
-        raise SystemExit(f"error: num_envs = {args.num_envs} is not divisible by the torchrun "
-                         f"world size {world} (each rank takes num_envs / world_size)")
     if ddp:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     if args.resume:
@@ -377,9 +378,7 @@ if __name__ == "__main__":
             dist.broadcast_object_list(names, src=0)
             run_name = names[0]
         run_dir = Path("runs") / run_name
-    writer = SummaryWriter(str(run_dir)) if rank == 0 else NoLog()
-    table = "\n".join([f"|{key}|{value}|" for key, value in vars(args).items()])
-    writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
+    writer = runs.summary_writer(run_dir, args, ck) if rank == 0 else NoLog()  # resumed: purged
     if ddp:
         writer.add_text("ddp", f"{world} ranks x {args.num_envs // world} envs, "
                                f"{dist.get_backend()}")
@@ -400,9 +399,8 @@ if __name__ == "__main__":
     opts = {t: torch.optim.Adam(a.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)
             for t, a in agents.items()}
     if ck:
-        for t in tiers:
-            agents[t].load_state_dict(ck["models"][t])
-            opts[t].load_state_dict(ck["optimizers"][t])
+        runs.load_models(agents, ck, args.resume)
+        runs.load_models(opts, ck, args.resume, "optimizers")
     broadcast_params(agents.values(), world)
     checksum, updates = sync_check(agents.values(), world), 0
     obs, masks = core.reset(seed=args.seed + global_step + rank * E)  # ranks: disjoint env seeds
@@ -538,6 +536,8 @@ if __name__ == "__main__":
         for k in LOSSES:  # plain names: mean over the tiers
             writer.add_scalar(f"losses/{k}", float(np.nanmean([s[k] for s in stats.values()])),
                               global_step)
+        runs.check_finite({f"{k}_{t}": v for t, s in stats.items() for k, v in s.items()},
+                          iteration, global_step, writer)  # NaN / inf: stop with an error
         if ddp:  # every rank must hold the same parameters and value norms after the update
             checksum, updates = sync_check(agents.values(), world), updates + 1
 

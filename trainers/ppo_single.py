@@ -42,15 +42,17 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 import tyro
-from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from tntn_env import TNTNCore, make_config, parse_overrides
+from tntn_env import TNTNCore, make_config, parse_overrides, runs
 from tntn_env.policy import TierActor, allowed_fraction, mlp
 from tntn_env.policy import infeasible as policy_infeasible
 
+TRAINER = Path(__file__).stem  # recorded in checkpoints
 METRICS = ("throughput_mbps", "spectral_efficiency", "fairness", "qos_violation", "uav_penalty",
            "sum_rate_mbps", "spectrum_utilisation", "reward")
+LOSSES = ("value_loss", "policy_loss", "entropy", "old_approx_kl", "approx_kl", "clipfrac",
+          "explained_variance", "epochs")
 
 
 @dataclass
@@ -71,7 +73,8 @@ class Args:
     save_interval: int = 10
     """iterations between periodic checkpoints"""
     resume: str | None = None
-    """continue a run from its checkpoint: same dir, step, Args (CLI: budget, device, saving)"""
+    """continue a run from its checkpoint: same dir, step, Args, saving (CLI may change: budget,
+    device, threads, saving; other arguments are refused)"""
     eval_only: str | None = None
     """checkpoint whose policy is evaluated (see eval_greedy); writes eval.json next to it"""
     eval_episodes: int = 8
@@ -275,9 +278,9 @@ def decide(core, agent, obs, masks, greedy=False):
 def load_policy(path, core, greedy=True):
     """Policy of a checkpoint (argmax masked actions; greedy=False samples): act(obs, masks) ->
     actions dict for core.step (top-down)."""
-    ck = torch.load(path, map_location=core.device, weights_only=True)
-    agent = build(core, Args(**ck["args"]), core.device)
-    agent.load_state_dict(ck["models"]["agent"])
+    ck = runs.load_checkpoint(path, core.device, TRAINER, need=("models", "args"))
+    agent = build(core, runs.checkpoint_args(Args, ck, path, TRAINER), core.device)
+    runs.load_models({"agent": agent}, ck, path)
 
     @torch.no_grad()
     def act(obs, masks):
@@ -289,14 +292,15 @@ def load_policy(path, core, greedy=True):
 def save_checkpoint(path, agent, opt, args, global_step, iteration):
     tmp = f"{path}.tmp"
     torch.save({"models": {"agent": agent.state_dict()}, "optimizers": {"agent": opt.state_dict()},
-                "args": asdict(args), "global_step": global_step, "iteration": iteration}, tmp)
+                "args": asdict(args), "global_step": global_step, "iteration": iteration,
+                "trainer": TRAINER}, tmp)
     os.replace(tmp, path)  # a run killed mid-write keeps its previous checkpoint
 
 
 def evaluate(path, episodes, seed, device, greedy=True):
     """Evaluation of a checkpoint's policy: mean metrics over `episodes` episodes."""
-    ck = torch.load(path, map_location=device, weights_only=True)
-    core = make_core(Args(**ck["args"]), episodes, device)
+    ck = runs.load_checkpoint(path, device, TRAINER, need=("models", "args", "global_step"))
+    core = make_core(runs.checkpoint_args(Args, ck, path, TRAINER), episodes, device)
     act = load_policy(path, core, greedy)
     obs, masks = core.reset(seed=seed)
     sums, ret = {k: 0.0 for k in METRICS}, {t: 0.0 for t in core.tiers}
@@ -322,6 +326,7 @@ if __name__ == "__main__":
     args = tyro.cli(Args)
     ddp = "WORLD_SIZE" in os.environ  # launched by torchrun
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    runs.check_args(args, world)  # before anything is created
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
     if ddp and device.type == "cuda":
         device = torch.device(f"cuda:{os.environ['LOCAL_RANK']}")
@@ -331,22 +336,20 @@ if __name__ == "__main__":
     if args.eval_only:
         if rank > 0:  # evaluation runs on rank 0 only
             raise SystemExit(0)
-        res = evaluate(args.eval_only, args.eval_episodes, args.eval_seed, device, args.eval_greedy)
+        try:
+            res = evaluate(args.eval_only, args.eval_episodes, args.eval_seed, device,
+                           args.eval_greedy)
+        except ValueError as e:  # the checkpoint: missing, another trainer's, ...
+            raise SystemExit(f"error: {e}") from None
         Path(args.eval_only).parent.joinpath("eval.json").write_text(json.dumps(res, indent=2))
         print(json.dumps(res, indent=2))
         raise SystemExit(0)
     ck = None
     if args.resume:
-        ck = torch.load(args.resume, map_location=device, weights_only=True)
-        keep = {k: getattr(args, k) for k in ("resume", "total_timesteps", "cuda", "threads",
-                                              "save_model", "save_interval")}
-        args = Args(**{**ck["args"], **keep})
+        args, ck = runs.resume_args(Args, args, TRAINER, device)  # saving as the run did
+        runs.check_args(args, world, ck)
     args.batch_size = args.num_envs * args.num_steps
     args.num_iterations = args.total_timesteps // args.batch_size
-    for k in ("num_envs", "minibatch_size"):
-        if getattr(args, k) % world:
-            raise SystemExit(f"error: {k} = {getattr(args, k)} is not divisible by the torchrun "
-                             f"world size {world} (each rank takes {k} / world_size)")
     if ddp:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     if args.resume:
@@ -359,9 +362,7 @@ if __name__ == "__main__":
             dist.broadcast_object_list(names, src=0)
             run_name = names[0]
         run_dir = Path("runs") / run_name
-    writer = SummaryWriter(str(run_dir)) if rank == 0 else NoLog()
-    table = "\n".join([f"|{key}|{value}|" for key, value in vars(args).items()])
-    writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
+    writer = runs.summary_writer(run_dir, args, ck) if rank == 0 else NoLog()  # resumed: purged
     if ddp:
         writer.add_text("ddp", f"{world} ranks x {args.num_envs // world} envs, "
                                f"{dist.get_backend()}")
@@ -381,8 +382,8 @@ if __name__ == "__main__":
     agent = build(core, args, device)
     opt = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)
     if ck:
-        agent.load_state_dict(ck["models"]["agent"])
-        opt.load_state_dict(ck["optimizers"]["agent"])
+        runs.load_models({"agent": agent}, ck, args.resume)
+        runs.load_models({"agent": opt}, ck, args.resume, "optimizers")
     broadcast_params([agent], world)
     checksum, updates = sync_check([agent], world), 0
     obs, masks = core.reset(seed=args.seed + global_step + rank * E)  # ranks: disjoint env seeds
@@ -505,9 +506,9 @@ if __name__ == "__main__":
         *env, infeasible = rank_mean([msum[k] / T for k in METRICS] + [infeasible], world, device)
         env, infeasible = dict(zip(METRICS, env)), round(infeasible * world)
         writer.add_scalar("charts/learning_rate", opt.param_groups[0]["lr"], global_step)
-        for k, v in zip(("value_loss", "policy_loss", "entropy", "old_approx_kl", "approx_kl",
-                         "clipfrac", "explained_variance", "epochs"), losses):
+        for k, v in zip(LOSSES, losses):
             writer.add_scalar(f"losses/{k}", v, global_step)
+        runs.check_finite(dict(zip(LOSSES, losses)), iteration, global_step, writer)  # NaN / inf
         sps = int((global_step - start_step) / (time.time() - start_time))
         writer.add_scalar("charts/SPS", sps, global_step)
         for k in METRICS:

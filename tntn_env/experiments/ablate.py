@@ -310,9 +310,11 @@ def _final(curve, frac=0.25) -> float:
     return statistics.fmean(v for _, v in curve[-n:])
 
 
-def hdrl_rows(res, overrides: dict, eval_dir: Path, preset: Preset, base: dict) -> tuple:
+def hdrl_rows(res, overrides: dict, eval_dir: Path, preset: Preset, base: dict,
+              other_env: bool = False) -> tuple:
     """Per-seed rows of one trained run (sampled and argmax evaluations, final training means)
-    and its env/reward training curve."""
+    and its env/reward training curve. ``other_env``: ``overrides`` differ from the run's own
+    on purpose (a policy transferred to another location)."""
     sc = read_scalars(res.run_dir, ["env/reward", "env/spectral_efficiency"])
     train = {"train_final_reward": _final(sc["env/reward"]),
              "train_final_se": _final(sc["env/spectral_efficiency"]),
@@ -321,7 +323,7 @@ def hdrl_rows(res, overrides: dict, eval_dir: Path, preset: Preset, base: dict) 
     for mode in ("sampled", "argmax"):
         m = evaluate(ALGO, SCENARIO, EVAL_SEED, preset.eval_episodes, eval_dir / mode,
                      checkpoint=res.checkpoint, overrides=overrides, threads=1,
-                     sample=mode == "sampled")["metrics"]
+                     sample=mode == "sampled", other_env=other_env)["metrics"]
         rows.append({**base, "eval": mode, "unit": "training seed", "seed": res.job.seed,
                      **{k: m[k]["mean"] for k in METRICS}, **train})
     return rows, sc["env/reward"]
@@ -438,7 +440,8 @@ def run_latlon(preset: Preset, out: Path, work: Path, seeds, cuda: bool, workers
             src = trained[("default", s)]
             ev = src.job.workdir / "eval" / ("default" if not loc["overrides"] else
                                              f"at{loc['lat']:.3f}_{loc['lon']:.3f}")
-            r, _ = hdrl_rows(src, ov, ev, preset, {**where, "policy": "hdrl_transfer"})
+            r, _ = hdrl_rows(src, ov, ev, preset, {**where, "policy": "hdrl_transfer"},
+                             other_env=True)  # trained at the default location
             rows += r
             if not loc["overrides"]:  # at the default location, retrained = transferred runs
                 rows += [{**x, "policy": "hdrl_retrained"} for x in r]

@@ -155,15 +155,20 @@ def read_scalars(run_dir: Path, tags=None) -> dict[str, list[tuple[int, float]]]
 def evaluate(policy: str, scenario: str, seed: int, episodes: int, out_dir: Path,
              checkpoint: Path | None = None, overrides: dict | None = None,
              num_envs: int | None = None, subspace: str = "default", threads: int | None = None,
-             device: str = "cpu", check: bool = True, sample: bool = False) -> dict:
+             device: str = "cpu", check: bool = True, sample: bool = False,
+             other_env: bool = False) -> dict:
     """Evaluate one policy over episodes with seeds ``seed .. seed+episodes-1`` (all in one
     batch unless ``num_envs``); writes steps.csv / episodes.csv / summary.json to ``out_dir``
     and returns the summary. A summary already there with the same settings and code
     (:func:`eval_digest`) is reused.
-    ``sample``: trained policies sample their actions (seeded with ``seed``) instead of argmax."""
+    ``sample``: trained policies sample their actions (seeded with ``seed``) instead of argmax.
+    ``other_env``: a checkpoint is evaluated on ``scenario`` / ``overrides`` that differ from its
+    training environment (deliberately; else that is refused). Results of an earlier run with
+    other settings or code in ``out_dir`` are replaced."""
     argv = ["--policy", policy, "--scenario", scenario, "--seed", str(seed),
             "--episodes", str(episodes), "--num-envs", str(num_envs or episodes),
-            "--out", str(out_dir), "--device", device, "--no-progress", "--subspace", subspace]
+            "--out", str(out_dir), "--device", device, "--no-progress", "--subspace", subspace,
+            "--overwrite"]
     if checkpoint is not None:
         argv += ["--checkpoint", str(checkpoint)]
     if threads:
@@ -172,6 +177,8 @@ def evaluate(policy: str, scenario: str, seed: int, episodes: int, out_dir: Path
         argv.append("--no-check")
     if sample:
         argv.append("--sample")
+    if other_env and checkpoint is not None:
+        argv.append("--other-env")
     for k, v in (overrides or {}).items():
         argv += ["--set", f"{k}={list(v) if isinstance(v, tuple) else v!r}"]
     prev = Path(out_dir) / "summary.json"

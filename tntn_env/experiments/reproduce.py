@@ -149,7 +149,7 @@ def power_overrides(cfg, offset_db: float) -> dict:
 def _eval_task(kw: dict) -> dict:
     """One evaluation in a worker process (one torch thread)."""
     torch.set_num_threads(1)
-    s = evaluate(**kw)
+    s = evaluate(**{"other_env": True, **kw})  # shorter episodes, other powers and densities
     return {"metrics": {k: v["mean"] for k, v in s["metrics"].items()},
             "decision_time_s": s["decision_time_s"]["mean"], "out_dir": s["out_dir"]}
 
@@ -447,7 +447,8 @@ def reproduce(p: Preset, out: Path, work: Path, log=print) -> dict:
     for a in ("exhaustive", *ALGOS, "random", "greedy"):
         s = evaluate(a, "sag", EVAL_SEED, 1, work / "eval" / "timing" / a,
                      ck.get((a, "sag", p.seeds[0])),
-                     {**p.overrides, "episode_steps": p.timing_steps}, num_envs=1, threads=1)
+                     {**p.overrides, "episode_steps": p.timing_steps}, num_envs=1, threads=1,
+                     other_env=True)
         rows.append({"algorithm": a, "decision_time_ms": 1e3 * s["decision_time_s"]["mean"],
                      "decision_time_median_ms": 1e3 * s["decision_time_s"]["median"],
                      "steps": p.timing_steps, "device": "cpu", "torch_threads": 1})

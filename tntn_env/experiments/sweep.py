@@ -366,7 +366,7 @@ def open_storage(url: str, heartbeat_interval: int, grace_period: int | None):
                 sqlalchemy.exc.ProgrammingError) as e:
             last = e
             time.sleep(0.2 + random.random() * (attempt + 1))
-    raise RuntimeError(f"cannot open the storage {_safe_url(url)}: {last}")
+    raise RuntimeError(f"cannot open the storage {_safe_url(url)}: {_safe_url(url, str(last))}")
 
 
 def database_url(url: str) -> str:
@@ -382,9 +382,44 @@ def database_url(url: str) -> str:
     return f"postgresql+{driver}://" + url[m.end():]
 
 
-def _safe_url(url: str) -> str:
-    """The storage URL without its password (for messages and reports)."""
-    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+_SECRET_PARAM = re.compile(r"pass|pwd|secret|token|key|auth|cred", re.IGNORECASE)
+
+
+def _url_secrets(url: str) -> list[str]:
+    """The secrets of a storage URL: its password and the values of query parameters whose
+    names look secret (``?password=``, ``?sslpassword=``, ``?token=``, ...)."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        u = make_url(url)
+    except Exception:  # not a URL SQLAlchemy parses: the regexes of _safe_url only
+        return []
+    out = [u.password] if u.password else []
+    for k, v in u.query.items():
+        if _SECRET_PARAM.search(k):
+            out += [x for x in ([v] if isinstance(v, str) else v) if x]
+    return sorted({str(x) for x in out}, key=len, reverse=True)
+
+
+def _safe_url(url: str, text: str | None = None) -> str:
+    """The storage URL without its secrets (for messages and reports): the password of
+    ``user:pw@`` and ``:pw@`` masked, and every query parameter whose name looks secret. With
+    ``text``: that text (an error message) with the URL's secrets masked."""
+    if text is not None:
+        for s in _url_secrets(url):
+            text = text.replace(s, "***")
+        return text
+    from sqlalchemy.engine import make_url
+
+    try:
+        u = make_url(url)
+        u = u.set(query={k: "***" if _SECRET_PARAM.search(k) else v for k, v in u.query.items()})
+        return u.render_as_string(hide_password=True).replace("%2A%2A%2A", "***")
+    except Exception:  # not a URL SQLAlchemy parses: mask by pattern
+        out = re.sub(r"(://[^:/@?#]*):[^@/]*@", r"\1:***@", url)
+        return re.sub(r"([?&;]([^=&;#]*)=)([^&;#]*)",
+                      lambda m: m.group(1) + ("***" if _SECRET_PARAM.search(m.group(2))
+                                             else m.group(3)), out)
 
 
 def direction_of(metric: str) -> str:
