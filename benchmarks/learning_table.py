@@ -10,6 +10,11 @@ learned policy's seed mean to greedy's and to exhaustive search's mean on the sa
 (with the interval of the ratio over seeds).
 
     python benchmarks/learning_table.py results/learning/eval > results/learning/table.md
+    python benchmarks/learning_table.py results/learning/eval --summary   # the README's table
+
+``--summary`` prints one compact table instead: a row per policy, per scenario its SE on the
+long episodes with the ratio to greedy and on the short ones with the ratio to exhaustive search
+(means over training seeds, 95 % Student-t intervals of the ratios over seeds).
 """
 
 from __future__ import annotations
@@ -77,10 +82,47 @@ def table(groups: dict) -> str:
     return "\n".join(lines)
 
 
+def _ratio(runs: list, base: float) -> str:
+    m, h = mean_ci95([r["metrics"]["spectral_efficiency"]["mean"] / base for r in runs])
+    return f"{m:.2f}" if math.isnan(h) else f"{m:.2f} ± {h:.2f}"
+
+
+def summary(groups: dict) -> str:
+    """One row per policy; per scenario, SE on its longest episodes (x greedy) and on its
+    shortest (x exhaustive search)."""
+    scen = sorted({sc for sc, _ in groups}, key=lambda sc: (sc != "sag", sc))
+    cols, head = [], ["policy"]
+    for sc in scen:
+        lens = sorted(st for s2, st in groups if s2 == sc)
+        cols += [(sc, lens[-1], "greedy"), (sc, lens[0], "exhaustive")]
+        head += [f"{sc}, {lens[-1]} steps: SE (x greedy)",
+                 f"{sc}, {lens[0]} steps: SE (x exhaustive)"]
+    pols = sorted({p for g in groups.values() for p in g},
+                  key=lambda p: ORDER.index(p) if p in ORDER else 99)
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for p in pols:
+        row = [p]
+        for sc, st, b in cols:
+            pol = groups.get((sc, st), {})
+            if p not in pol:
+                row.append("—")
+                continue
+            se = sum(r["metrics"]["spectral_efficiency"]["mean"] for r in pol[p]) / len(pol[p])
+            if p == b or b not in pol:
+                row.append(f"{se:.2f}")
+            else:
+                base = pol[b][0]["metrics"]["spectral_efficiency"]["mean"]
+                row.append(f"{se:.2f} ({_ratio(pol[p], base)})")
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("dir", type=Path)
-    print(table(load(p.parse_args().dir)))
+    p.add_argument("--summary", action="store_true", help="one compact table (the README's)")
+    a = p.parse_args()
+    print(summary(load(a.dir)) if a.summary else table(load(a.dir)))
 
 
 if __name__ == "__main__":
