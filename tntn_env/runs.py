@@ -204,6 +204,17 @@ def load_models(modules: dict, ck: dict, path, key: str = "models") -> None:
                                   ) from None
 
 
+def load_trained(path, core, args_cls, trainer: str, build):
+    """``(args, models)`` of a checkpoint of ``trainers/<trainer>.py`` for ``core``: its Args and
+    ``build(core, args, core.device)`` (modules by name) with its weights (:class:`CheckpointError`
+    for a checkpoint that is missing, another trainer's or does not fit)."""
+    ck = load_checkpoint(path, core.device, trainer, need=("models", "args"))
+    args = checkpoint_args(args_cls, ck, path, trainer)
+    models = build(core, args, core.device)
+    load_models(models, ck, path)
+    return args, models
+
+
 def _given_fields(argv, names) -> set:
     """Args fields named on a tyro command line (``--x-y``, ``--x_y``, ``--no-x-y``)."""
     out = set()

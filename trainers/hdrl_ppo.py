@@ -23,11 +23,9 @@ A tier's action has many positions (local: N*T user slots, N power levels, U UAV
 sharing one advantage. The PPO surrogate clips each position's ratio (its conditional given the
 earlier positions), the entropy bonus is the mean per position, and target_kl compares the KL per
 position: on the joint ratio of 31 positions the clip range is left after tiny per-position
-changes and the policy barely moves (docs/learning.md). The local learner, whose
-batch holds num_agents times the env steps, runs local_update_epochs (2) epochs; the upper tiers
-up to the paper's 30, stopped early by target_kl.
-
-    python trainers/hdrl_ppo.py --seed 1          # then: tensorboard --logdir runs
+changes and the policy barely moves (docs/learning.md). The local learner, whose batch holds
+num_agents times the env steps, runs local_update_epochs (2) epochs; the upper tiers up to the
+paper's 30, stopped early by target_kl.
 
     python trainers/hdrl_ppo.py --seed 1          # then: tensorboard --logdir runs
     torchrun --standalone --nproc_per_node=2 trainers/hdrl_ppo.py --num-envs 64  # data-parallel
@@ -309,10 +307,7 @@ def build_agents(core, args, device):
 def load_policy(path, core, greedy=True):
     """Policy of a checkpoint (argmax masked actions; greedy=False samples): act(obs, masks) ->
     actions dict for core.step (top-down)."""
-    ck = runs.load_checkpoint(path, core.device, TRAINER, need=("models", "args"))
-    args = runs.checkpoint_args(Args, ck, path, TRAINER)
-    agents = build_agents(core, args, core.device)
-    runs.load_models(agents, ck, path)
+    args, agents = runs.load_trained(path, core, Args, TRAINER, build_agents)
 
     @torch.no_grad()
     def act(obs, masks):

@@ -227,10 +227,7 @@ def decide(core, agents, obs, masks, args, greedy=False):
 def load_policy(path, core, greedy=True):
     """Policy of a checkpoint (argmax masked actions; greedy=False samples): act(obs, masks) ->
     actions dict for core.step."""
-    ck = runs.load_checkpoint(path, core.device, TRAINER, need=("models", "args"))
-    args = runs.checkpoint_args(Args, ck, path, TRAINER)
-    agents = build_agents(core, args, core.device)
-    runs.load_models(agents, ck, path)
+    args, agents = runs.load_trained(path, core, Args, TRAINER, build_agents)
 
     @torch.no_grad()
     def act(obs, masks):

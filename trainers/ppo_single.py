@@ -12,7 +12,6 @@ minibatch 512) and the same per-position clip, entropy and KL as hdrl_ppo.py; 4 
 joint sample holds every agent's ~170 action positions; 30 would take ~8x the time).
 
     python trainers/ppo_single.py --seed 1          # then: tensorboard --logdir runs
-
     torchrun --standalone --nproc_per_node=2 trainers/ppo_single.py --num-envs 16  # data-parallel
 
 Under torchrun (tntn_env/distributed.py) each of the W ranks steps num_envs / W envs and takes
