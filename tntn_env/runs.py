@@ -1,6 +1,8 @@
 """What the trainers (``trainers/*.py``) share besides the algorithm: checking ``Args`` before a
-run starts, loading checkpoints with clear errors, resuming a run (which arguments may change,
-TensorBoard without duplicate steps) and stopping on non-finite losses (docs/reliability.md).
+run starts, saving and loading checkpoints (with clear errors), resuming a run (which arguments
+may change, TensorBoard without duplicate steps), the run folder and its TensorBoard writer, the
+env metrics logged each iteration, evaluating a checkpoint (``--eval-only``) and stopping on
+non-finite losses (docs/reliability.md). The torchrun pieces are in :mod:`tntn_env.distributed`.
 
 Every check raises ``SystemExit("error: ...")`` (exit status 1, the message on stderr) or, for
 checkpoints read by ``load_policy``, :class:`CheckpointError` (a ``ValueError``).
@@ -9,14 +11,21 @@ checkpoints read by ``load_policy``, :class:`CheckpointError` (a ``ValueError``)
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import os
+import random
 import sys
+import time
 import typing
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .config import make_config, parse_overrides
+from .core import SYSTEM_METRICS
+from .distributed import NoLog, broadcast_object, rank_mean
 
 # Args fields by allowed range (a field a trainer does not have is skipped).
 AT_LEAST_ONE = ("total_timesteps", "num_envs", "num_steps", "minibatch_size", "num_minibatches",
@@ -125,6 +134,24 @@ def check_args(args, world: int = 1, ck: dict | None = None) -> None:
 
 # ---------------------------------------------------------------- checkpoints
 
+def save_checkpoint(path, models: dict, optimizers: dict, args, global_step: int, iteration: int,
+                    trainer: str) -> None:
+    """Write the checkpoint of ``trainers/<trainer>.py`` atomically (a run killed mid-write keeps
+    its previous checkpoint): ``state_dict`` of each model and optimiser by name, the Args,
+    global_step, iteration and the trainer's name."""
+    tmp = f"{path}.tmp"
+    torch.save({"models": {k: m.state_dict() for k, m in models.items()},
+                "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
+                "args": dataclasses.asdict(args), "global_step": global_step,
+                "iteration": iteration, "trainer": trainer}, tmp)
+    os.replace(tmp, path)
+
+
+def save_due(args, iteration: int) -> bool:
+    """Whether a checkpoint is written after ``iteration``: every save_interval and at the end."""
+    return args.save_model and (iteration % args.save_interval == 0
+                                or iteration == args.num_iterations)
+
 def load_checkpoint(path, device, trainer: str,
                     need=("models", "optimizers", "args", "global_step", "iteration")) -> dict:
     """A checkpoint of ``trainers/<trainer>.py`` (``weights_only``: no code runs), with clear
@@ -177,6 +204,17 @@ def load_models(modules: dict, ck: dict, path, key: str = "models") -> None:
                                   ) from None
 
 
+def load_trained(path, core, args_cls, trainer: str, build):
+    """``(args, models)`` of a checkpoint of ``trainers/<trainer>.py`` for ``core``: its Args and
+    ``build(core, args, core.device)`` (modules by name) with its weights (:class:`CheckpointError`
+    for a checkpoint that is missing, another trainer's or does not fit)."""
+    ck = load_checkpoint(path, core.device, trainer, need=("models", "args"))
+    args = checkpoint_args(args_cls, ck, path, trainer)
+    models = build(core, args, core.device)
+    load_models(models, ck, path)
+    return args, models
+
+
 def _given_fields(argv, names) -> set:
     """Args fields named on a tyro command line (``--x-y``, ``--x_y``, ``--no-x-y``)."""
     out = set()
@@ -216,6 +254,40 @@ def resume_args(args_cls, cli, trainer: str, device, argv=None):
     return args, ck
 
 
+def resume(args_cls, args, trainer: str, world: int, device):
+    """``(args, ck)``: with ``--resume`` the checkpoint's Args (:func:`resume_args`) checked
+    against it, and the checkpoint; otherwise ``(args, None)``."""
+    if not args.resume:
+        return args, None
+    args, ck = resume_args(args_cls, args, trainer, device)  # saving as the run did
+    check_args(args, world, ck)
+    return args, ck
+
+
+def run_folder(args, ck: dict | None, rank: int, world: int):
+    """``(run_dir, writer)``: ``runs/{scenario}__{exp_name}__{seed}__{time}`` (rank 0's name on
+    every rank) or, resuming, the checkpoint's folder; the TensorBoard writer on rank 0
+    (:func:`summary_writer`), :class:`~tntn_env.distributed.NoLog` on the others."""
+    if args.resume:
+        run_dir = Path(args.resume).parent
+    else:  # the name holds the time: rank 0's for all
+        run_dir = Path("runs") / broadcast_object(
+            f"{args.scenario}__{args.exp_name}__{args.seed}__{int(time.time())}", world)
+    writer = summary_writer(run_dir, args, ck) if rank == 0 else NoLog()
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        writer.add_text("ddp", f"{world} ranks x {args.num_envs // world} envs, "
+                               f"{torch.distributed.get_backend()}")
+    return run_dir, writer
+
+
+def seed_everything(seed: int, torch_deterministic: bool = True) -> None:
+    """Seed Python's, NumPy's and torch's generators (CleanRL's seeding block)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.backends.cudnn.deterministic = torch_deterministic
+
+
 def summary_writer(run_dir, args, ck: dict | None = None):
     """The run's TensorBoard writer. Resuming from ``ck``: events of the interrupted run after
     the checkpoint's step are purged (``purge_step``), so each step holds one value, and the
@@ -242,3 +314,61 @@ def check_finite(losses: dict, iteration: int, global_step: int, writer=None) ->
         raise SystemExit(f"error: non-finite losses at iteration {iteration} (global step "
                          f"{global_step}): {shown}; the run stops (a checkpoint written before "
                          "is kept). Lower --learning-rate or check the arguments")
+
+
+# ---------------------------------------------------------------- logging and evaluation
+
+def log_env(writer, means: dict, counts: dict, global_step: int, world: int, device) -> dict:
+    """Log ``env/<name>``: the rank mean of each of ``means`` (the iteration's env metrics) and
+    the rank sum of each of ``counts`` (one all_reduce); returns the metrics' rank means."""
+    vals = rank_mean([*means.values(), *counts.values()], world, device)
+    env = dict(zip(means, vals))
+    for k, v in env.items():
+        writer.add_scalar(f"env/{k}", v, global_step)
+    for k, v in zip(counts, vals[len(means):]):
+        writer.add_scalar(f"env/{k}", round(v * world), global_step)
+    return env
+
+
+def evaluate(path, episodes: int, seed: int, device, greedy: bool, *, args_cls, trainer: str,
+             make_core, load_policy) -> dict:
+    """Evaluation of a trainer's checkpoint on its own environment (``make_core`` of its Args,
+    one env per episode, policy from ``load_policy``): the mean of each system metric over the
+    episodes' steps, the episodic return per tier, infeasible actions and policy time."""
+    ck = load_checkpoint(path, device, trainer, need=("models", "args", "global_step"))
+    core = make_core(checkpoint_args(args_cls, ck, path, trainer), episodes, device)
+    act = load_policy(path, core, greedy)
+    obs, masks = core.reset(seed=seed)
+    sums, ret = {k: 0.0 for k in SYSTEM_METRICS}, {t: 0.0 for t in core.tiers}
+    infeasible, secs, steps = 0, 0.0, core.cfg.timing.episode_steps
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        acts = act(obs, masks)
+        secs += time.perf_counter() - t0
+        out = core.step(acts)
+        infeasible += int((out["voided"] + out["repaired"]).sum())
+        for k in SYSTEM_METRICS:
+            sums[k] += out["metrics"][k].mean().item() / steps
+        for t in core.tiers:
+            ret[t] += out["rewards"][t].mean().item()
+        obs, masks = out["obs"], out["masks"]
+    return {"checkpoint": str(path), "episodes": episodes, "eval_seed": seed, "greedy": greedy,
+            "global_step": ck["global_step"], **sums,
+            **{f"episodic_return_{t}": v for t, v in ret.items()},
+            "infeasible_actions": infeasible, "policy_ms_per_step": 1e3 * secs / steps}
+
+
+def eval_only(evaluate, args, device, rank: int) -> typing.NoReturn:
+    """``--eval-only``: ``evaluate(checkpoint, episodes, seed, device, greedy)`` on rank 0,
+    printed and written to ``eval.json`` next to the checkpoint; then the process exits (a bad
+    checkpoint: exit status 1 with the message)."""
+    if rank > 0:  # evaluation runs on rank 0 only
+        raise SystemExit(0)
+    try:
+        res = evaluate(args.eval_only, args.eval_episodes, args.eval_seed, device,
+                       args.eval_greedy)
+    except ValueError as e:  # the checkpoint: missing, another trainer's, ...
+        raise SystemExit(f"error: {e}") from None
+    Path(args.eval_only).parent.joinpath("eval.json").write_text(json.dumps(res, indent=2))
+    print(json.dumps(res, indent=2))
+    raise SystemExit(0)

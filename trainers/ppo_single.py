@@ -12,45 +12,38 @@ minibatch 512) and the same per-position clip, entropy and KL as hdrl_ppo.py; 4 
 joint sample holds every agent's ~170 action positions; 30 would take ~8x the time).
 
     python trainers/ppo_single.py --seed 1          # then: tensorboard --logdir runs
+    torchrun --standalone --nproc_per_node=2 trainers/ppo_single.py --num-envs 16  # data-parallel
 
-Data-parallel (as in hdrl_ppo.py; CleanRL's ppo_atari_multigpu pattern):
-
-    torchrun --standalone --nproc_per_node=2 trainers/ppo_single.py --num-envs 16
-    torchrun --nnodes=2 --node_rank=0 --rdzv_backend=c10d --rdzv_endpoint=HOST:29500 \
-        --nproc_per_node=8 trainers/ppo_single.py          # node_rank=1 on the second node
-
-Under torchrun (WORLD_SIZE set; nccl on cuda:LOCAL_RANK, gloo on CPU) num_envs and
-minibatch_size are global: each of the W ranks steps num_envs / W envs (rank r: env seeds from
-seed + r * num_envs / W) and takes minibatch_size / W samples per gradient step; gradients are
-averaged over the ranks before clipping, so parameters stay identical (rank 0's initial ones,
-broadcast; checked after every iteration). Sampling is seeded per rank; target_kl uses the
-rank-mean KL. Only rank 0 logs (rank means of env metrics, returns and losses; infeasible counts
-summed), prints and saves; --resume loads the checkpoint on every rank; --eval-only runs on rank
-0 only.
+Under torchrun (tntn_env/distributed.py) each of the W ranks steps num_envs / W envs and takes
+minibatch_size / W samples per gradient step; gradients are averaged over the ranks before
+clipping, so parameters stay identical.
 """
 
-import json
 import os
-import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import torch
-import torch.distributed as dist
 import torch.nn as nn
 import tyro
 from tqdm import tqdm
 
-from tntn_env import TNTNCore, make_config, parse_overrides, runs
+from tntn_env import TNTNCore, distributed, make_config, parse_overrides, runs
+from tntn_env.core import SYSTEM_METRICS as METRICS
+from tntn_env.distributed import (
+    allreduce_grads,
+    assert_same,
+    broadcast_params,
+    rank_mean,
+    sync_check,
+)
 from tntn_env.policy import TierActor, allowed_fraction, mlp
 from tntn_env.policy import infeasible as policy_infeasible
 
 TRAINER = Path(__file__).stem  # recorded in checkpoints
-METRICS = ("throughput_mbps", "spectral_efficiency", "fairness", "qos_violation", "uav_penalty",
-           "sum_rate_mbps", "spectrum_utilisation", "reward")
 LOSSES = ("value_loss", "policy_loss", "entropy", "old_approx_kl", "approx_kl", "clipfrac",
           "explained_variance", "epochs")
 
@@ -66,8 +59,7 @@ class Args:
     cuda: bool = True
     """if toggled, cuda is used when available (CPU otherwise)"""
     threads: int = 1
-    """torch CPU threads (0: torch's default, one per core). 1: the small networks gain little
-    from more, and with other work on the cores torch's default collapses (docs/learning.md)"""
+    """torch CPU threads (0: torch's default, one per core; 1: best for these small networks)"""
     save_model: bool = False
     """write runs/{run_name}/checkpoint.pt every `save_interval` iterations and at the end"""
     save_interval: int = 10
@@ -140,65 +132,6 @@ class Args:
     """env steps (= samples) per iteration = num_envs * num_steps"""
     num_iterations: int = 0
     """total_timesteps // batch_size"""
-
-
-class NoLog:
-    """Stands in for the SummaryWriter on ranks > 0 (rank 0 logs)."""
-
-    def __getattr__(self, name):
-        return lambda *a, **k: None
-
-
-def rank_mean(xs, world, device):
-    """Mean over the ranks of a list of floats (one all_reduce); unchanged in a single process."""
-    if world == 1:
-        return list(xs)
-    t = torch.tensor([float(x) for x in xs], dtype=torch.float64, device=device)
-    dist.all_reduce(t)
-    return (t / world).tolist()
-
-
-def assert_same(x, world, device, what):
-    """Raise on every rank unless x is equal on all ranks (guards the collectives in the loops)."""
-    if world > 1:
-        t = torch.tensor([x, -x], dtype=torch.float64, device=device)
-        dist.all_reduce(t, op=dist.ReduceOp.MAX)
-        lo, hi = 0.0 - t[1].item(), t[0].item()
-        if lo != hi:
-            raise RuntimeError(f"ddp: {what} differs across ranks ({lo:g} .. {hi:g})")
-
-
-def allreduce_grads(params, world):
-    """Average the gradients over the ranks: one flat all_reduce (no-op in a single process)."""
-    if world == 1:
-        return
-    grads = [p.grad for p in params if p.grad is not None]
-    flat = torch.cat([g.flatten() for g in grads])
-    dist.all_reduce(flat)
-    flat /= world
-    for g, v in zip(grads, flat.split([g.numel() for g in grads])):
-        g.copy_(v.view_as(g))
-
-
-def broadcast_params(modules, world):
-    """Rank 0's parameters and buffers to every rank (identical initial weights)."""
-    for m in modules if world > 1 else ():
-        for v in [*m.parameters(), *m.buffers()]:
-            dist.broadcast(v.data, src=0)
-
-
-def sync_check(modules, world):
-    """Raise unless all ranks hold identical parameters and buffers; returns a float64 checksum."""
-    flat = torch.cat([v.detach().double().flatten() for m in modules
-                      for v in [*m.parameters(), *m.buffers()]])
-    if world > 1:
-        hi, lo = flat.clone(), flat.clone()
-        dist.all_reduce(hi, op=dist.ReduceOp.MAX)
-        dist.all_reduce(lo, op=dist.ReduceOp.MIN)
-        if not torch.equal(hi, lo):
-            raise RuntimeError(f"ddp: parameters differ across ranks in {int((hi != lo).sum())} "
-                               f"of {flat.numel()} entries")
-    return flat.sum().item()
 
 
 def make_core(args: Args, num_envs: int, device) -> TNTNCore:
@@ -290,91 +223,35 @@ def load_policy(path, core, greedy=True):
 
 
 def save_checkpoint(path, agent, opt, args, global_step, iteration):
-    tmp = f"{path}.tmp"
-    torch.save({"models": {"agent": agent.state_dict()}, "optimizers": {"agent": opt.state_dict()},
-                "args": asdict(args), "global_step": global_step, "iteration": iteration,
-                "trainer": TRAINER}, tmp)
-    os.replace(tmp, path)  # a run killed mid-write keeps its previous checkpoint
+    runs.save_checkpoint(path, {"agent": agent}, {"agent": opt}, args, global_step, iteration,
+                         TRAINER)
 
 
 def evaluate(path, episodes, seed, device, greedy=True):
-    """Evaluation of a checkpoint's policy: mean metrics over `episodes` episodes."""
-    ck = runs.load_checkpoint(path, device, TRAINER, need=("models", "args", "global_step"))
-    core = make_core(runs.checkpoint_args(Args, ck, path, TRAINER), episodes, device)
-    act = load_policy(path, core, greedy)
-    obs, masks = core.reset(seed=seed)
-    sums, ret = {k: 0.0 for k in METRICS}, {t: 0.0 for t in core.tiers}
-    infeasible, secs, steps = 0, 0.0, core.cfg.timing.episode_steps
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        acts = act(obs, masks)
-        secs += time.perf_counter() - t0
-        out = core.step(acts)
-        infeasible += int((out["voided"] + out["repaired"]).sum())
-        for k in METRICS:
-            sums[k] += out["metrics"][k].mean().item() / steps
-        for t in core.tiers:
-            ret[t] += out["rewards"][t].mean().item()
-        obs, masks = out["obs"], out["masks"]
-    return {"checkpoint": str(path), "episodes": episodes, "eval_seed": seed, "greedy": greedy,
-            "global_step": ck["global_step"], **sums,
-            **{f"episodic_return_{t}": v for t, v in ret.items()},
-            "infeasible_actions": infeasible, "policy_ms_per_step": 1e3 * secs / steps}
+    """Mean metrics of a checkpoint's policy over `episodes` episodes (--eval-only)."""
+    return runs.evaluate(path, episodes, seed, device, greedy, args_cls=Args, trainer=TRAINER,
+                         make_core=make_core, load_policy=load_policy)
 
 
 if __name__ == "__main__":
     args = tyro.cli(Args)
-    ddp = "WORLD_SIZE" in os.environ  # launched by torchrun
-    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    ddp, rank, world = distributed.ranks()  # torchrun sets WORLD_SIZE, RANK, LOCAL_RANK
     runs.check_args(args, world)  # before anything is created
-    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
-    if ddp and device.type == "cuda":
-        device = torch.device(f"cuda:{os.environ['LOCAL_RANK']}")
-        torch.cuda.set_device(device)
+    device = distributed.device(args.cuda, ddp)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    if args.eval_only:
-        if rank > 0:  # evaluation runs on rank 0 only
-            raise SystemExit(0)
-        try:
-            res = evaluate(args.eval_only, args.eval_episodes, args.eval_seed, device,
-                           args.eval_greedy)
-        except ValueError as e:  # the checkpoint: missing, another trainer's, ...
-            raise SystemExit(f"error: {e}") from None
-        Path(args.eval_only).parent.joinpath("eval.json").write_text(json.dumps(res, indent=2))
-        print(json.dumps(res, indent=2))
-        raise SystemExit(0)
-    ck = None
-    if args.resume:
-        args, ck = runs.resume_args(Args, args, TRAINER, device)  # saving as the run did
-        runs.check_args(args, world, ck)
+    if args.eval_only:  # rank 0 writes eval.json next to the checkpoint, then all exit
+        runs.eval_only(evaluate, args, device, rank)
+    args, ck = runs.resume(Args, args, TRAINER, world, device)  # --resume: the checkpoint's Args
     args.batch_size = args.num_envs * args.num_steps
     args.num_iterations = args.total_timesteps // args.batch_size
-    if ddp:
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    if args.resume:
-        run_dir = Path(args.resume).parent
-        run_name = run_dir.name
-    else:
-        run_name = f"{args.scenario}__{args.exp_name}__{args.seed}__{int(time.time())}"
-        if world > 1:  # it holds the time: rank 0's for all
-            names = [run_name]
-            dist.broadcast_object_list(names, src=0)
-            run_name = names[0]
-        run_dir = Path("runs") / run_name
-    writer = runs.summary_writer(run_dir, args, ck) if rank == 0 else NoLog()  # resumed: purged
-    if ddp:
-        writer.add_text("ddp", f"{world} ranks x {args.num_envs // world} envs, "
-                               f"{dist.get_backend()}")
+    distributed.init(ddp, device)
+    run_dir, writer = runs.run_folder(args, ck, rank, world)  # resumed: purged after ck's step
 
     # Seeding (per rank: policy sampling; the initial weights are rank 0's, broadcast below)
     start_iteration = ck["iteration"] + 1 if ck else 1
     global_step = ck["global_step"] if ck else 0
-    seed = args.seed + (start_iteration - 1) + rank
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    torch.backends.cudnn.deterministic = args.torch_deterministic
+    runs.seed_everything(args.seed + (start_iteration - 1) + rank, args.torch_deterministic)
 
     # Environment and agent
     core = make_core(args, args.num_envs // world, device)  # this rank's envs
@@ -503,29 +380,20 @@ if __name__ == "__main__":
         losses = rank_mean([v_loss.item(), pg_loss.item(), entropy.item(), old_approx_kl.item(),
                             approx_kl.item(), np.mean(clipfracs), explained_var, epochs], world,
                            device)
-        *env, infeasible = rank_mean([msum[k] / T for k in METRICS] + [infeasible], world, device)
-        env, infeasible = dict(zip(METRICS, env)), round(infeasible * world)
         writer.add_scalar("charts/learning_rate", opt.param_groups[0]["lr"], global_step)
         for k, v in zip(LOSSES, losses):
             writer.add_scalar(f"losses/{k}", v, global_step)
         runs.check_finite(dict(zip(LOSSES, losses)), iteration, global_step, writer)  # NaN / inf
         sps = int((global_step - start_step) / (time.time() - start_time))
         writer.add_scalar("charts/SPS", sps, global_step)
-        for k in METRICS:
-            writer.add_scalar(f"env/{k}", env[k], global_step)
-        writer.add_scalar("env/infeasible_actions", infeasible, global_step)
+        env = runs.log_env(writer, {k: msum[k] / T for k in METRICS},
+                           {"infeasible_actions": infeasible}, global_step, world, device)
         pbar.set_postfix(SPS=sps, se=f"{env['spectral_efficiency']:.3f}",
                          thr=f"{env['throughput_mbps']:.2f}", fair=f"{env['fairness']:.2f}")
-        if rank == 0 and args.save_model and (iteration % args.save_interval == 0
-                                              or iteration == args.num_iterations):
+        if rank == 0 and runs.save_due(args, iteration):
             save_checkpoint(save_path, agent, opt, args, global_step, iteration)
     pbar.close()
     if rank == 0 and args.save_model:
         print(f"model saved to {save_path}")
-    if rank == 0 and ddp:
-        print(f"ddp: parameters identical on {world} ranks after {updates} updates "
-              f"(checksum {checksum:.17g})")
     writer.close()
-    if ddp:  # tear down together, after rank 0's checkpoint and prints
-        dist.barrier()
-        dist.destroy_process_group()
+    distributed.finish(ddp, rank, world, updates, checksum)  # tear down together
