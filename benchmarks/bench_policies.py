@@ -92,7 +92,7 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
-    import baselines
+    from tntn_env import baselines
 
     torch.set_num_threads(args.threads)
     cfg = make_config(args.scenario, **parse_sets(args.set))

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import tyro
 
-from baselines.checkpoint import load_module
+from tntn_env.baselines.checkpoint import load_module
 from tntn_env.experiments.launch import read_scalars
 
 ROOT = Path(__file__).resolve().parents[1]

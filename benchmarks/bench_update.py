@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from baselines.checkpoint import load_module
+from tntn_env.baselines.checkpoint import load_module
 
 TRAINER = Path(__file__).resolve().parents[1] / "trainers" / "hdrl_ppo.py"
 

@@ -364,7 +364,7 @@ def test_valid_reset_arguments(core):
 def test_core_refuses_to_step_a_finished_episode(core):
     import torch
 
-    from baselines.common import sample_uniform
+    from tntn_env.baselines.common import sample_uniform
 
     gen = torch.Generator().manual_seed(0)
 

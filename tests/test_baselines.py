@@ -10,9 +10,9 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from baselines import CheckpointPolicy, GreedyPolicy, RandomPolicy, feasible
-from baselines.common import holders
 from tntn_env import TNTNCore, make_config
+from tntn_env.baselines import CheckpointPolicy, GreedyPolicy, RandomPolicy, feasible
+from tntn_env.baselines.common import holders
 
 
 @pytest.fixture(autouse=True)

@@ -20,8 +20,8 @@ import pytest
 import torch
 from trainer_files import ROOT, TRAINERS, scalars
 
-from baselines.common import sample_uniform
 from tntn_env import TNTNCore
+from tntn_env.baselines.common import sample_uniform
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 REL = 1e-4

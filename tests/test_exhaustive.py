@@ -1,6 +1,6 @@
 """The exhaustive search equals a plain brute force over every feasible joint action.
 
-The brute force here is written independently of baselines/: it lists every joint action with
+The brute force here is written independently of tntn_env/baselines/: it lists every joint action with
 itertools.product over each position's allowed values (top-down masks from the core), scores each
 candidate with core.evaluate (candidates are independent rows; they are merely sent in batches),
 and takes the maximum of the system reward.
@@ -13,8 +13,8 @@ import itertools
 import pytest
 import torch
 
-from baselines import ExhaustivePolicy, GreedyPolicy, SpaceTooLarge, check_feasible
 from tntn_env import TNTNCore, make_config
+from tntn_env.baselines import ExhaustivePolicy, GreedyPolicy, SpaceTooLarge, check_feasible
 
 
 @pytest.fixture(autouse=True)
@@ -168,7 +168,7 @@ def test_infeasible_space_raises_with_size():
 
 def test_structured_subspace_matches_plain_enumeration():
     """hap:blocks+schedule:rules (beams searched apart) equals a plain joint enumeration."""
-    from baselines.greedy import SCHED_VARIANTS, local_action, rule_schedule
+    from tntn_env.baselines.greedy import SCHED_VARIANTS, local_action, rule_schedule
 
     cfg = make_config("sag", num_beams=2, haps_per_beam=1, regions_per_hap=2, tbs_per_region=1,
                       uavs_per_region=0, num_subbands=4, users_per_region=4,

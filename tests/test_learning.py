@@ -1,6 +1,6 @@
 """Learning tests against the right yardstick: each trainer, trained for about a minute of CPU on a
 small scenario with its default hyperparameters, must reach a stated fraction of the greedy
-heuristic's mean spectral efficiency (``baselines.GreedyPolicy``) on the same held-out episodes,
+heuristic's mean spectral efficiency (``tntn_env.baselines.GreedyPolicy``) on the same held-out episodes,
 with its argmax (deterministic) policy; beating the uniformly random masked policy is checked
 too, but only as a smoke test.
 
@@ -16,8 +16,8 @@ import pytest
 import torch
 from trainer_files import ROOT, SMALL, load
 
-from baselines.common import sample_uniform
-from baselines.greedy import GreedyPolicy
+from tntn_env.baselines.common import sample_uniform
+from tntn_env.baselines.greedy import GreedyPolicy
 
 EVAL_SEED, EVAL_ENVS = 50_000, 16  # held out: training uses env seeds 1..num_envs (seed 1)
 # extra CLI args (budget), asserted fraction of greedy's SE (argmax policy). Measured with the

@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from baselines import GreedyPolicy
 from tntn_env import TNTNCore, make_config
+from tntn_env.baselines import GreedyPolicy
 from tntn_env.policy import obs_slices
 
 FEEDBACK = ("last_rate", "last_served", "last_se", "last_fair", "last_inr_db")

@@ -139,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def make_policy(args):
     """The policy named by ``args`` (baselines imported here, never at package import)."""
-    import baselines
+    from . import baselines
 
     seed = args.seed if args.policy_seed is None else args.policy_seed
     if args.policy in CHECKPOINT_TRAINERS:

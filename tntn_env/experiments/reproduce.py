@@ -16,7 +16,7 @@ Steps (each reused when its output already exists, so an interrupted run resumes
 3. **Evaluation** on held-out seeds (10000, 10001, ...; training uses seeds 1.. + env index),
    identical for every algorithm, ``--workers`` processes at a time:
    (b) spectral efficiency per scenario and algorithm on episodes of ``exhaustive_steps`` steps,
-   the horizon where the exhaustive search (``baselines.DEFAULT_SUBSPACE``: the step-optimal
+   the horizon where the exhaustive search (``tntn_env.baselines.DEFAULT_SUBSPACE``: the step-optimal
    joint action over HAP block splits x scheduling rules, the rest exact) is affordable; every
    algorithm sees the same episodes. (c) throughput over full 500-step episodes on sag (no
    exhaustive search). (e) sum rate on sag with the TBS and UAV powers shifted together by

@@ -205,7 +205,7 @@ def _fmt(v) -> str:
 
 def trainer_fields(algo: str) -> dict:
     """{field name: annotation} of the trainer's ``Args`` (the trainer file imported by path)."""
-    from baselines.checkpoint import load_module
+    from ..baselines.checkpoint import load_module
 
     module = load_module(trainer_file(algo))
     hints = typing.get_type_hints(module.Args)
