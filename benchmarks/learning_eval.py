@@ -24,11 +24,11 @@ from pathlib import Path
 import torch
 
 from tntn_env import TNTNCore, make_config, parse_overrides
-from tntn_env.baselines.checkpoint import load_module
 from tntn_env.baselines.greedy import GreedyPolicy, uav_moves
 from tntn_env.policy import obs_slices
+from tntn_env.trainer_files import load_module, trainer_path
 
-TRAINER = Path(__file__).resolve().parents[1] / "trainers" / "hdrl_ppo.py"
+TRAINER = trainer_path("hdrl")
 
 
 @torch.no_grad()

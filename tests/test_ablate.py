@@ -149,6 +149,7 @@ def test_bad_name_and_preset(capsys):
         with pytest.raises(SystemExit) as e:
             ablate.main(argv)
         assert e.value.code == 2
-    err = capsys.readouterr().err
-    assert "choose from 'reward', 'lr', 'clip', 'entropy', 'latlon', 'all'" in err
-    assert "choose from 'tiny', 'quick', 'paper'" in err
+    err = " ".join(capsys.readouterr().err.replace("\u2502", " ").split())  # tyro's boxed text
+    assert "invalid choice 'bogus'" in err and "invalid choice 'huge'" in err
+    assert "('reward', 'lr', 'clip', 'entropy', 'latlon', 'all')" in err
+    assert "('tiny', 'quick', 'paper')" in err

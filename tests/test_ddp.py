@@ -14,7 +14,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from trainer_files import ROOT, TINY, TRAINERS, load, scalars
+from trainer_files import TINY, TRAINERS, load, scalars, trainer_path
 
 ENV = {k: v for k, v in os.environ.items()
        if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
@@ -25,7 +25,7 @@ ENV["OMP_NUM_THREADS"] = "1"
 
 def torchrun(name, cwd, *extra, nproc=2, timeout=300):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-           f"--nproc_per_node={nproc}", str(ROOT / "trainers" / f"{name}.py"), *extra]
+           f"--nproc_per_node={nproc}", str(trainer_path(name)), *extra]
     res = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=ENV)
     assert res.returncode == 0, f"{' '.join(cmd)}\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
     return res
@@ -74,7 +74,7 @@ def test_torchrun_two_ranks(name, tmp_path):
 def test_indivisible_num_envs_is_a_clear_error(tmp_path):
     # the check runs before the process group starts: torchrun's environment suffices
     env = {**ENV, "RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "2"}
-    res = subprocess.run([sys.executable, str(ROOT / "trainers" / "hdrl_ppo.py"), *TINY,
+    res = subprocess.run([sys.executable, str(trainer_path("hdrl")), *TINY,
                           "--num-envs", "3"], cwd=tmp_path, capture_output=True, text=True,
                          timeout=120, env=env)
     assert res.returncode == 1

@@ -1,9 +1,9 @@
 """The exhaustive search equals a plain brute force over every feasible joint action.
 
-The brute force here is written independently of tntn_env/baselines/: it lists every joint action with
-itertools.product over each position's allowed values (top-down masks from the core), scores each
-candidate with core.evaluate (candidates are independent rows; they are merely sent in batches),
-and takes the maximum of the system reward.
+The brute force here is written independently of tntn_env/baselines/: it lists every joint
+action with itertools.product over each position's allowed values (top-down masks from the
+core), scores each candidate with core.evaluate (candidates are independent rows; they are merely
+sent in batches), and takes the maximum of the system reward.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 import torch
-from trainer_files import ROOT, SMALL, TINY, TRAINERS, load, scalars
+from trainer_files import ROOT, SMALL, TINY, TRAINERS, load, scalars, trainer_path
 
 from tntn_env import runs
 from tntn_env.evaluate import main as evaluate_main
@@ -20,7 +20,7 @@ MINI = ["--num-envs", "2", "--num-steps", "5", "--update-epochs", "1", "--no-cud
 
 
 def trainer(name, cwd, *extra, ok=True):
-    cmd = [sys.executable, str(ROOT / "trainers" / f"{name}.py"), *extra]
+    cmd = [sys.executable, str(trainer_path(name)), *extra]
     res = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=300)
     if ok:
         assert res.returncode == 0, f"{' '.join(cmd)}\n{res.stdout[-2000:]}\n{res.stderr[-3000:]}"

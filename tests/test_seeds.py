@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tntn_env.evaluate import METRICS
+from tntn_env.core import SYSTEM_METRICS
 from tntn_env.experiments import seeds
 from tntn_env.experiments.seeds import (
     aggregate,
@@ -88,12 +88,12 @@ def test_two_seed_run_writes_tables(tmp_path, monkeypatch, capsys):
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     per_seed = read(out / "per_seed.csv")
     assert [int(r["seed"]) for r in per_seed] == [1, 2]
-    assert list(per_seed[0]) == ["seed", *METRICS, "decision_time_s", "train_wall_s"]
+    assert list(per_seed[0]) == ["seed", *SYSTEM_METRICS, "decision_time_s", "train_wall_s"]
     for s in (1, 2):  # the same held-out episodes for both seeds
         ev = json.loads((out / f"seed_{s}" / "eval" / "summary.json").read_text())
         assert ev["seeds"] == [500, 501] and ev["checkpoint"].endswith("checkpoint.pt")
     summary = {r["metric"]: r for r in read(out / "summary.csv")}
-    assert set(summary) == {*METRICS, "decision_time_s", "train_wall_s"}
+    assert set(summary) == {*SYSTEM_METRICS, "decision_time_s", "train_wall_s"}
     for m, r in summary.items():
         xs = [float(p[m]) for p in per_seed]
         mean = statistics.fmean(xs)

@@ -153,7 +153,7 @@ def test_rerun_of_finished_study_runs_nothing(sqlite_study, in_process, capsys):
     own, flags = split_passthrough(sweep_cmd("two", s["storage"], s["out"], trials=2,
                                              seeds=1)[3:])
     with pytest.raises(ValueError, match="another setup.*seeds"):
-        sw.run(sw.build_parser().parse_args(own), flags, log=lambda *_: None)
+        sw.run(sw.parse_args(own), flags, log=lambda *_: None)
 
 
 def test_two_workers_share_a_postgres_study(tmp_path):

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 import torch
-from trainer_files import ROOT, SMALL, TINY, TRAINERS, load, scalars
+from trainer_files import SMALL, TINY, TRAINERS, load, scalars, trainer_path
 
 from tntn_env import TNTNCore, make_config
 from tntn_env.evaluate import main as evaluate_main
@@ -22,7 +22,7 @@ TIERS = {"sag": ("satellite", "hap", "local"), "ag": ("hap", "local"), "uav": ("
 
 
 def run(name, cwd, *extra, timeout=180):
-    cmd = [sys.executable, str(ROOT / "trainers" / f"{name}.py"), *extra]
+    cmd = [sys.executable, str(trainer_path(name)), *extra]
     res = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
     assert res.returncode == 0, f"{' '.join(cmd)}\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
     return res
