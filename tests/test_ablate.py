@@ -50,6 +50,7 @@ def check_table(out, by):
     return per, table
 
 
+@pytest.mark.slow
 def test_reward_tiny_end_to_end(work, tmp_path):
     out = tmp_path / "reward"
     ablate.run("reward", "tiny", out=out, work=work, log=quiet)
@@ -68,6 +69,7 @@ def test_reward_tiny_end_to_end(work, tmp_path):
                                             "train_final_reward"}
 
 
+@pytest.mark.slow
 def test_latlon_tiny_end_to_end(work, tmp_path):
     out = tmp_path / "latlon"
     res = ablate.run("latlon", "tiny", out=out, work=work, log=quiet)["latlon"]

@@ -82,6 +82,7 @@ def test_core_cuda_equals_cpu(scenario, overrides):
 
 
 @pytest.mark.parametrize("trainer", TRAINERS)
+@pytest.mark.slow
 def test_trainer_runs_on_cuda(tmp_path, trainer):
     """A short run on CUDA: finishes, logs SPS and reports no infeasible action."""
     argv = [sys.executable, str(trainer_path(trainer)), "--seed", "1",

@@ -34,6 +34,7 @@ def torchrun(name, cwd, *extra, nproc=2, timeout=300):
 
 
 @pytest.mark.parametrize("name", TRAINERS)
+@pytest.mark.slow
 def test_torchrun_two_ranks(name, tmp_path):
     res = torchrun(name, tmp_path, *TINY, "--save-model", "--seed", "3")
     assert res.stdout.count("ddp: parameters identical on 2 ranks after 2 updates") == 1
@@ -132,6 +133,7 @@ def _worker(rank, init, out):
     Path(out, f"ok{rank}").touch()
 
 
+@pytest.mark.slow
 def test_ddp_helpers_on_two_gloo_processes(tmp_path):
     mp.spawn(_worker, args=(f"file://{tmp_path / 'store'}", str(tmp_path)), nprocs=2)
     assert (tmp_path / "ok0").exists() and (tmp_path / "ok1").exists()

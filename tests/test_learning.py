@@ -55,6 +55,7 @@ def mean_se(core, act):
 
 
 @pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.slow
 def test_reaches_a_fraction_of_greedy(name, tmp_path):
     extra, frac = CASES[name]
     cmd = [sys.executable, str(trainer_path(name)), "--seed", "1", "--no-cuda",

@@ -82,6 +82,7 @@ def test_bad_args_exit_before_a_run_folder_exists(tmp_path):
 
 
 @pytest.mark.parametrize("name", TRAINERS)
+@pytest.mark.slow
 def test_non_finite_losses_stop_the_run(name, tmp_path):
     res = trainer(name, tmp_path, *TINY, "--learning-rate", "1e30", ok=False)
     assert res.returncode == 1, res.stderr[-2000:]
@@ -97,6 +98,7 @@ def test_check_finite_allows_nan_explained_variance():
 
 # ---------------------------------------------------------------- resume
 
+@pytest.mark.slow
 def test_kill_and_resume_logs_each_step_once(tmp_path):
     """A run killed between periodic checkpoints (default --save-interval 10) and resumed: the
     resumed run purges the killed run's events after the checkpoint, so TensorBoard holds one

@@ -73,6 +73,7 @@ def test_parse_seeds_and_passthrough():
         check_passthrough(["--env-overrides", "num_subbands=4"])
 
 
+@pytest.mark.slow
 def test_two_seed_run_writes_tables(tmp_path, monkeypatch, capsys):
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "tntn_env.experiments.seeds", "--algo", "hdrl", "--seeds", "1-2",

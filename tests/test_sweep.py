@@ -106,6 +106,7 @@ def sqlite_study(tmp_path_factory):
             "wall": time.perf_counter() - t0}
 
 
+@pytest.mark.slow
 def test_two_workers_share_a_sqlite_study(sqlite_study):
     s = sqlite_study
     study, trials = check_study("two", s["storage"], s["out"], 2,
@@ -138,6 +139,7 @@ def in_process(monkeypatch):
     signal.signal(signal.SIGTERM, old)
 
 
+@pytest.mark.slow
 def test_rerun_of_finished_study_runs_nothing(sqlite_study, in_process, capsys):
     s = sqlite_study
     before = len(optuna.load_study(study_name="two", storage=s["storage"]).trials)
@@ -156,6 +158,8 @@ def test_rerun_of_finished_study_runs_nothing(sqlite_study, in_process, capsys):
         sw.run(sw.parse_args(own), flags, log=lambda *_: None)
 
 
+@pytest.mark.slow
+@pytest.mark.postgres
 def test_two_workers_share_a_postgres_study(tmp_path):
     url = os.environ.get("TNTN_TEST_POSTGRES_URL")
     if not url:
@@ -178,6 +182,7 @@ def test_two_workers_share_a_postgres_study(tmp_path):
             pass
 
 
+@pytest.mark.slow
 def test_killed_worker_trial_fails_and_study_completes(tmp_path):
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     out = tmp_path / "out"

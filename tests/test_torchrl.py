@@ -229,6 +229,7 @@ def test_clear_error_without_torchrl():
     assert 'pip install -e ".[torchrl]"' in out.stdout
 
 
+@pytest.mark.slow
 def test_ippo_example_runs(tmp_path):
     """examples/torchrl_ippo.py (TorchRL's Collector, MultiAgentMLP, ClipPPOLoss + GAE per tier,
     masked MultiDiscrete actions) runs a few iterations; the env (raise mode) accepts every

@@ -38,6 +38,7 @@ def check_scalars(sc, scenario):
 
 
 @pytest.mark.parametrize("name", TRAINERS)
+@pytest.mark.slow
 def test_train_resume_eval(name, tmp_path):
     # train 2 iterations with checkpoints
     run(name, tmp_path, *TINY, "--save-model", "--save-interval", "1", "--seed", "3")
@@ -97,6 +98,7 @@ def test_train_resume_eval(name, tmp_path):
     ("mappo", "ag", []),
     ("ppo_single", "uav", []),
 ])
+@pytest.mark.slow
 def test_scenarios_and_reward_modes(name, scenario, extra, tmp_path):
     run(name, tmp_path, *TINY, "--scenario", scenario, *extra)
     (run_dir,) = list((tmp_path / "runs").iterdir())
