@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 from tntn_env import TNTNParallelEnv, make_config, parallel_env
+from tntn_env.config import TINY_OVERRIDES
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-SMALL = dict(num_subbands=4, users_per_region=3, episode_steps=30)
+SMALL = {**TINY_OVERRIDES, "episode_steps": 30}
 
 
 @pytest.fixture

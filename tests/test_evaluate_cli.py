@@ -10,6 +10,7 @@ import sys
 import pytest
 import torch
 
+from tntn_env.config import TINY_OVERRIDES, format_overrides
 from tntn_env.evaluate import EPISODE_COLUMNS, STEP_COLUMNS, main
 
 SMALL = ["--set", "num_subbands=2", "--set", "users_per_region=4", "--set", "num_beams=2",
@@ -105,8 +106,10 @@ def test_cli_errors(tmp_path):
 
 # ---------------------------------------------------------------- checkpoints and output folders
 
-def _checkpoint(path, scenario="sag", overrides="num_subbands=4,users_per_region=3,"
-                "episode_steps=6"):
+CK_OVERRIDES = format_overrides({**TINY_OVERRIDES, "episode_steps": 6})
+
+
+def _checkpoint(path, scenario="sag", overrides=CK_OVERRIDES):
     """An untrained hdrl_ppo.py checkpoint written with the trainer's own helpers."""
     import importlib.util
 

@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from tntn_env.config import TINY_OVERRIDES
 from tntn_env.core import SYSTEM_METRICS
 from tntn_env.experiments import seeds
+from tntn_env.experiments.launch import TINY_TRAINER_FLAGS
 from tntn_env.experiments.seeds import (
     aggregate,
     check_passthrough,
@@ -77,10 +79,10 @@ def test_parse_seeds_and_passthrough():
 def test_two_seed_run_writes_tables(tmp_path, monkeypatch, capsys):
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "tntn_env.experiments.seeds", "--algo", "hdrl", "--seeds", "1-2",
-           "--total-timesteps", "160", "--set", "num_subbands=4", "--set", "users_per_region=3",
-           "--set", "episode_steps=40", "--eval-episodes", "2", "--eval-seed", "500",
-           "--out", str(out), "--", "--num-envs", "4", "--num-steps", "20",
-           "--update-epochs", "2"]
+           "--total-timesteps", "160",
+           *[x for k, v in TINY_OVERRIDES.items() for x in ("--set", f"{k}={v}")],
+           "--eval-episodes", "2", "--eval-seed", "500", "--out", str(out),
+           "--", *TINY_TRAINER_FLAGS]
     env = {**os.environ,
            "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH"))
                                          if p)}

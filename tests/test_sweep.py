@@ -18,6 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from tntn_env.config import TINY_OVERRIDES  # noqa: E402
+from tntn_env.experiments.launch import TINY_TRAINER_FLAGS  # noqa: E402
+
 optuna = pytest.importorskip("optuna")
 
 from tntn_env.experiments import sweep as sw  # noqa: E402
@@ -25,8 +28,8 @@ from tntn_env.experiments.seeds import check_passthrough, split_passthrough  # n
 
 ROOT = Path(__file__).resolve().parents[1]
 SPACE = "learning_rate=loguniform(1e-4,1e-3) clip_coef=uniform(0.1,0.3)"
-SETS = ["--set", "num_subbands=4", "--set", "users_per_region=3", "--set", "episode_steps=40"]
-TRAINER = ["--", "--num-envs", "4", "--num-steps", "20", "--update-epochs", "2"]
+SETS = [x for k, v in TINY_OVERRIDES.items() for x in ("--set", f"{k}={v}")]  # the tiny preset
+TRAINER = ["--", *TINY_TRAINER_FLAGS]
 ENV = {**os.environ,
        "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
 
