@@ -9,6 +9,7 @@ import pytest
 
 from tntn_env import channel as chn
 from tntn_env import make_config
+from tntn_env.config import TINY_OVERRIDES
 from tntn_env.experiments import ablate
 from tntn_env.experiments.launch import mean_ci95
 
@@ -81,7 +82,7 @@ def test_latlon_tiny_end_to_end(work, tmp_path):
     assert el["el90"] > 89.0 and el["el30"] == pytest.approx(30.0, abs=0.5)
     for n in names:  # the table's elevation is the channel function's, from the config
         r = next(r for r in per if r["location"] == n)
-        cfg = make_config("sag", **{**ablate.SMALL_OVERRIDES, "area_latitude_deg": float(r["lat"]),
+        cfg = make_config("sag", **{**TINY_OVERRIDES, "area_latitude_deg": float(r["lat"]),
                                     "area_longitude_deg": float(r["lon"])})
         ch = cfg.channel
         assert el[n] == pytest.approx(chn.satellite_elevation_deg(
