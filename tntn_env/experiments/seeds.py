@@ -40,7 +40,7 @@ from ..cli import parse, split_passthrough
 from ..config import SCENARIOS
 from ..core import SYSTEM_METRICS
 from ..evaluate import parse_sets
-from .launch import ALGOS, TrainJob, evaluate, mean_ci95, train_all
+from .launch import ALGOS, TrainJob, evaluate, mean_ci95, train_all, trainer_file
 
 PROG = "python -m tntn_env.experiments.seeds"
 
@@ -246,6 +246,7 @@ def run(args, trainer_flags=(), log=print) -> dict:
     ``{"per_seed": rows, "summary": rows, "out": folder}``."""
     seeds = parse_seeds(args.seeds)
     check_passthrough(trainer_flags)
+    trainer_file(args.algo, args.trainer_dir)  # early: FileNotFoundError naming --trainer-dir
     overrides = parse_sets(args.set)
     if args.total_timesteps < 1 or args.eval_episodes < 1 or args.eval_seed < 0:
         raise ValueError("--total-timesteps and --eval-episodes must be >= 1, --eval-seed >= 0")
