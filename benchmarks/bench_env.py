@@ -27,8 +27,8 @@ import time
 import torch
 
 import tntn_env
-from baselines.common import sample_uniform
 from tntn_env import TNTNCore
+from tntn_env.baselines.common import sample_uniform
 
 
 def random_masked_actions(core: TNTNCore, masks: dict, gen: torch.Generator) -> dict:

@@ -26,7 +26,7 @@ import time
 import torch
 
 from tntn_env import TNTNCore, make_config
-from tntn_env.evaluate import CHECKPOINT_TRAINERS, REPO_ROOT, parse_sets
+from tntn_env.evaluate import parse_sets
 
 
 def kind_of(dec: dict) -> str:
@@ -92,7 +92,7 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
-    import baselines
+    from tntn_env import baselines
 
     torch.set_num_threads(args.threads)
     cfg = make_config(args.scenario, **parse_sets(args.set))
@@ -105,8 +105,7 @@ def main(argv=None) -> int:
             pols.append(baselines.make_policy(name))
     for item in args.checkpoint:
         name, path = item.split("=", 1)
-        pols.append(baselines.CheckpointPolicy(
-            path, REPO_ROOT / "trainers" / CHECKPOINT_TRAINERS[name], name=name))
+        pols.append(baselines.CheckpointPolicy(path, name=name))
     rows = [bench(pol, cfg, args.steps, args.num_envs, args.seed) for pol in pols]
     try:
         load = os.getloadavg()

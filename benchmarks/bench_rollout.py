@@ -16,13 +16,12 @@ import argparse
 import json
 import platform
 import time
-from pathlib import Path
 
 import torch
 
-from baselines.checkpoint import load_module
+from tntn_env.trainer_files import load_module, trainer_path
 
-TRAINER = Path(__file__).resolve().parents[1] / "trainers" / "hdrl_ppo.py"
+TRAINER = trainer_path("hdrl")
 
 
 def bench(num_envs: int, device: str, seconds: float, mod) -> dict:

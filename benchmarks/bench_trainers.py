@@ -30,8 +30,8 @@ from pathlib import Path
 
 import tyro
 
-from baselines.checkpoint import load_module
 from tntn_env.experiments.launch import read_scalars
+from tntn_env.trainer_files import load_module, trainer_path
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAINERS = ("hdrl_ppo", "mappo", "ppo_single")
@@ -39,7 +39,7 @@ TRAINERS = ("hdrl_ppo", "mappo", "ppo_single")
 
 def bench(name: str, total_timesteps: int, extra: list[str], threads: int | None,
           keep: Path | None = None) -> dict:
-    cmd = [sys.executable, str(ROOT / "trainers" / f"{name}.py"), "--seed", "1", "--no-cuda",
+    cmd = [sys.executable, str(trainer_path(name)), "--seed", "1", "--no-cuda",
            "--total-timesteps", str(total_timesteps), *extra]
     if threads:
         cmd += ["--threads", str(threads)]
@@ -56,7 +56,7 @@ def bench(name: str, total_timesteps: int, extra: list[str], threads: int | None
         run_dir = max((wd / "runs").iterdir(), key=lambda d: d.stat().st_mtime)
         sc = read_scalars(run_dir)
     sps = sc["charts/SPS"]
-    cap = tyro.cli(load_module(ROOT / "trainers" / f"{name}.py").Args, args=extra).update_epochs
+    cap = tyro.cli(load_module(trainer_path(name)).Args, args=extra).update_epochs
     epochs = {}
     for tag, vals in sc.items():
         if tag.startswith("losses/epochs"):

@@ -20,13 +20,12 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 
 import torch
 
-from baselines.checkpoint import load_module
+from tntn_env.trainer_files import load_module, trainer_path
 
-TRAINER = Path(__file__).resolve().parents[1] / "trainers" / "hdrl_ppo.py"
+TRAINER = trainer_path("hdrl")
 
 
 def bench(mod, hidden: int, threads: int, rows: int, epochs: int, profile: bool = False) -> dict:

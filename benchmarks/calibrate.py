@@ -19,8 +19,8 @@ import json
 import numpy as np
 import torch
 
-from baselines import make_policy
 from tntn_env import TNTNCore, make_config
+from tntn_env.baselines import make_policy
 
 KINDS = ("TBS", "UAV", "HAP", "satellite")
 

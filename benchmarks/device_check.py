@@ -35,8 +35,7 @@ from bench_env import bench_core, random_masked_actions  # noqa: E402
 
 from tntn_env import TNTNCore  # noqa: E402
 from tntn_env.experiments.launch import read_scalars  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
+from tntn_env.trainer_files import trainer_path  # noqa: E402
 
 
 def _flat(d, prefix=""):
@@ -108,7 +107,7 @@ def trainer_speed(trainer: str, num_envs: int, iterations: int, timeout: float, 
                   device: str):
     mb = 512 * num_envs // 64
     steps = 32
-    argv = [sys.executable, str(REPO / "trainers" / f"{trainer}.py"), "--seed", "1",
+    argv = [sys.executable, str(trainer_path(trainer)), "--seed", "1",
             "--num-envs", str(num_envs), "--num-steps", str(steps),
             "--total-timesteps", str(num_envs * steps * iterations),
             "--exp-name", f"{trainer}_gpu{num_envs}", "--threads", "4"]

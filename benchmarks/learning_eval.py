@@ -3,7 +3,7 @@
 On the same held-out episodes (seeds ``--seed``.., ``--steps`` steps each, one env per episode):
 
 - the checkpoint's spectral efficiency with argmax and with sampled actions;
-- tier swaps with the greedy heuristic (``baselines.GreedyPolicy``): learned upper tiers
+- tier swaps with the greedy heuristic (``tntn_env.baselines.GreedyPolicy``): learned upper tiers
   (satellite, HAPs) with greedy's local scheduling, and greedy's upper tiers with the learned
   local tier, so the gap to greedy can be placed in a tier;
 - on greedy's allocations, the share of the learned local tier's argmax user picks (on held
@@ -23,12 +23,12 @@ from pathlib import Path
 
 import torch
 
-from baselines.checkpoint import load_module
-from baselines.greedy import GreedyPolicy, uav_moves
 from tntn_env import TNTNCore, make_config, parse_overrides
+from tntn_env.baselines.greedy import GreedyPolicy, uav_moves
 from tntn_env.policy import obs_slices
+from tntn_env.trainer_files import load_module, trainer_path
 
-TRAINER = Path(__file__).resolve().parents[1] / "trainers" / "hdrl_ppo.py"
+TRAINER = trainer_path("hdrl")
 
 
 @torch.no_grad()

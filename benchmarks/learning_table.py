@@ -25,9 +25,11 @@ import math
 from collections import defaultdict
 from pathlib import Path
 
+from tntn_env.core import SYSTEM_METRICS
 from tntn_env.experiments.launch import mean_ci95
 
-METRICS = ("spectral_efficiency", "throughput_mbps", "reward", "uav_penalty")
+METRICS = ("spectral_efficiency", "throughput_mbps", "reward", "uav_penalty")  # of SYSTEM_METRICS
+assert set(METRICS) <= set(SYSTEM_METRICS), METRICS
 ORDER = ("hdrl", "mappo", "ppo_single", "greedy", "exhaustive", "random")
 
 

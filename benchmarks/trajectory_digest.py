@@ -20,8 +20,8 @@ import hashlib
 
 import torch
 
-from baselines.common import sample_uniform
 from tntn_env import TNTNCore
+from tntn_env.baselines.common import sample_uniform
 
 CASES = [("sag", 1, 80, {}), ("sag", 6, 80, {}), ("ag", 3, 60, {}), ("uav", 2, 60, {}),
          ("sag", 2, 40, {"fading_rho": 0.7}),

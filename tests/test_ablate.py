@@ -9,6 +9,7 @@ import pytest
 
 from tntn_env import channel as chn
 from tntn_env import make_config
+from tntn_env.config import TINY_OVERRIDES
 from tntn_env.experiments import ablate
 from tntn_env.experiments.launch import mean_ci95
 
@@ -50,6 +51,7 @@ def check_table(out, by):
     return per, table
 
 
+@pytest.mark.slow
 def test_reward_tiny_end_to_end(work, tmp_path):
     out = tmp_path / "reward"
     ablate.run("reward", "tiny", out=out, work=work, log=quiet)
@@ -68,6 +70,7 @@ def test_reward_tiny_end_to_end(work, tmp_path):
                                             "train_final_reward"}
 
 
+@pytest.mark.slow
 def test_latlon_tiny_end_to_end(work, tmp_path):
     out = tmp_path / "latlon"
     res = ablate.run("latlon", "tiny", out=out, work=work, log=quiet)["latlon"]
@@ -79,7 +82,7 @@ def test_latlon_tiny_end_to_end(work, tmp_path):
     assert el["el90"] > 89.0 and el["el30"] == pytest.approx(30.0, abs=0.5)
     for n in names:  # the table's elevation is the channel function's, from the config
         r = next(r for r in per if r["location"] == n)
-        cfg = make_config("sag", **{**ablate.SMALL_OVERRIDES, "area_latitude_deg": float(r["lat"]),
+        cfg = make_config("sag", **{**TINY_OVERRIDES, "area_latitude_deg": float(r["lat"]),
                                     "area_longitude_deg": float(r["lon"])})
         ch = cfg.channel
         assert el[n] == pytest.approx(chn.satellite_elevation_deg(
@@ -149,6 +152,7 @@ def test_bad_name_and_preset(capsys):
         with pytest.raises(SystemExit) as e:
             ablate.main(argv)
         assert e.value.code == 2
-    err = capsys.readouterr().err
-    assert "choose from 'reward', 'lr', 'clip', 'entropy', 'latlon', 'all'" in err
-    assert "choose from 'tiny', 'quick', 'paper'" in err
+    err = " ".join(capsys.readouterr().err.replace("\u2502", " ").split())  # tyro's boxed text
+    assert "invalid choice 'bogus'" in err and "invalid choice 'huge'" in err
+    assert "('reward', 'lr', 'clip', 'entropy', 'latlon', 'all')" in err
+    assert "('tiny', 'quick', 'paper')" in err

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 from tntn_env import TNTNParallelEnv, make_config, parallel_env
+from tntn_env.config import TINY_OVERRIDES
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-SMALL = dict(num_subbands=4, users_per_region=3, episode_steps=30)
+SMALL = {**TINY_OVERRIDES, "episode_steps": 30}
 
 
 @pytest.fixture
@@ -364,7 +365,7 @@ def test_valid_reset_arguments(core):
 def test_core_refuses_to_step_a_finished_episode(core):
     import torch
 
-    from baselines.common import sample_uniform
+    from tntn_env.baselines.common import sample_uniform
 
     gen = torch.Generator().manual_seed(0)
 

@@ -39,6 +39,7 @@ def _assert_link_states_close(la: dict, lb: dict) -> None:
 
 
 @torch.inference_mode()
+@pytest.mark.slow
 def test_compiled_core_matches_eager_and_repairs_alike():
     eager, comp = _cores("repair")
     oe, me = eager.reset(seed=4)
@@ -68,6 +69,7 @@ def test_compiled_core_matches_eager_and_repairs_alike():
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] - graphs <= 2
 
 
+@pytest.mark.slow
 def test_compiled_pettingzoo_env_matches_eager_and_raises_alike():
     envs = [tntn_env.parallel_env("sag", compile=c, **SMALL) for c in (False, True)]
     obs = [e.reset(seed=3)[0] for e in envs]
@@ -102,6 +104,7 @@ def test_compiled_pettingzoo_env_matches_eager_and_raises_alike():
 
 
 @torch.inference_mode()
+@pytest.mark.slow
 def test_kernels_core_matches_eager():
     """``compile="kernels"`` (``compile=True``'s choice on CPU from E = 1,024 on): the eager step
     around compiled per-link kernels, here at E = 4 (the same code, small shapes)."""

@@ -18,10 +18,10 @@ import sys
 import numpy as np
 import pytest
 import torch
-from trainer_files import ROOT, TRAINERS, scalars
+from trainer_files import TRAINERS, scalars, trainer_path
 
-from baselines.common import sample_uniform
 from tntn_env import TNTNCore
+from tntn_env.baselines.common import sample_uniform
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 REL = 1e-4
@@ -82,9 +82,10 @@ def test_core_cuda_equals_cpu(scenario, overrides):
 
 
 @pytest.mark.parametrize("trainer", TRAINERS)
+@pytest.mark.slow
 def test_trainer_runs_on_cuda(tmp_path, trainer):
     """A short run on CUDA: finishes, logs SPS and reports no infeasible action."""
-    argv = [sys.executable, str(ROOT / "trainers" / f"{trainer}.py"), "--seed", "1",
+    argv = [sys.executable, str(trainer_path(trainer)), "--seed", "1",
             "--num-envs", "256", "--num-steps", "16", "--total-timesteps", str(256 * 16 * 2),
             "--exp-name", "cuda", "--env-overrides", "episode_steps=20"]
     p = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=600)

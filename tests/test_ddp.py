@@ -14,7 +14,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from trainer_files import ROOT, TINY, TRAINERS, load, scalars
+from trainer_files import TINY, TRAINERS, load, scalars, trainer_path
 
 ENV = {k: v for k, v in os.environ.items()
        if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
@@ -25,7 +25,7 @@ ENV["OMP_NUM_THREADS"] = "1"
 
 def torchrun(name, cwd, *extra, nproc=2, timeout=300):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-           f"--nproc_per_node={nproc}", str(ROOT / "trainers" / f"{name}.py"), *extra]
+           f"--nproc_per_node={nproc}", str(trainer_path(name)), *extra]
     res = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=ENV)
     assert res.returncode == 0, f"{' '.join(cmd)}\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
     return res
@@ -34,6 +34,7 @@ def torchrun(name, cwd, *extra, nproc=2, timeout=300):
 
 
 @pytest.mark.parametrize("name", TRAINERS)
+@pytest.mark.slow
 def test_torchrun_two_ranks(name, tmp_path):
     res = torchrun(name, tmp_path, *TINY, "--save-model", "--seed", "3")
     assert res.stdout.count("ddp: parameters identical on 2 ranks after 2 updates") == 1
@@ -74,7 +75,7 @@ def test_torchrun_two_ranks(name, tmp_path):
 def test_indivisible_num_envs_is_a_clear_error(tmp_path):
     # the check runs before the process group starts: torchrun's environment suffices
     env = {**ENV, "RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "2"}
-    res = subprocess.run([sys.executable, str(ROOT / "trainers" / "hdrl_ppo.py"), *TINY,
+    res = subprocess.run([sys.executable, str(trainer_path("hdrl")), *TINY,
                           "--num-envs", "3"], cwd=tmp_path, capture_output=True, text=True,
                          timeout=120, env=env)
     assert res.returncode == 1
@@ -132,6 +133,7 @@ def _worker(rank, init, out):
     Path(out, f"ok{rank}").touch()
 
 
+@pytest.mark.slow
 def test_ddp_helpers_on_two_gloo_processes(tmp_path):
     mp.spawn(_worker, args=(f"file://{tmp_path / 'store'}", str(tmp_path)), nprocs=2)
     assert (tmp_path / "ok0").exists() and (tmp_path / "ok1").exists()

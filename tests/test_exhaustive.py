@@ -1,9 +1,9 @@
 """The exhaustive search equals a plain brute force over every feasible joint action.
 
-The brute force here is written independently of baselines/: it lists every joint action with
-itertools.product over each position's allowed values (top-down masks from the core), scores each
-candidate with core.evaluate (candidates are independent rows; they are merely sent in batches),
-and takes the maximum of the system reward.
+The brute force here is written independently of tntn_env/baselines/: it lists every joint
+action with itertools.product over each position's allowed values (top-down masks from the
+core), scores each candidate with core.evaluate (candidates are independent rows; they are merely
+sent in batches), and takes the maximum of the system reward.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import itertools
 import pytest
 import torch
 
-from baselines import ExhaustivePolicy, GreedyPolicy, SpaceTooLarge, check_feasible
 from tntn_env import TNTNCore, make_config
+from tntn_env.baselines import ExhaustivePolicy, GreedyPolicy, SpaceTooLarge, check_feasible
 
 
 @pytest.fixture(autouse=True)
@@ -25,8 +25,9 @@ def _one_thread():
     yield
     torch.set_num_threads(n)
 
-# Tiny instances (brute force over every feasible joint action stays below ~25k candidates).
-TINY = dict(num_beams=2, haps_per_beam=1, regions_per_hap=1, tbs_per_region=1,
+# Brute-force instances (every feasible joint action stays below ~25k candidates): a topology of
+# its own, smaller than the package's tiny preset (config.TINY_OVERRIDES).
+BRUTE = dict(num_beams=2, haps_per_beam=1, regions_per_hap=1, tbs_per_region=1,
             uavs_per_region=0, num_subbands=2, users_per_region=4, power_levels=(0.5, 1.0),
             time_blocks=1, episode_steps=20)
 
@@ -96,7 +97,7 @@ def _check_optimum(core, pol, best):
     ({"num_beams": 1, "regions_per_hap": 2, "power_levels": (1.0,)}, 4),
 ])
 def test_matches_brute_force_all_tiers_deciding(overrides, seed):
-    core = TNTNCore(make_config("sag", **{**TINY, **overrides}), num_envs=1)
+    core = TNTNCore(make_config("sag", **{**BRUTE, **overrides}), num_envs=1)
     core.reset(seed=seed)
     assert all(bool(v[0]) for v in core.decides().values())
     best, count = brute_force(core, ("satellite", "hap", "local"))
@@ -108,7 +109,7 @@ def test_matches_brute_force_all_tiers_deciding(overrides, seed):
 
 @pytest.mark.parametrize("seed", [5, 6])
 def test_matches_brute_force_local_step_with_beam_decomposition(seed):
-    core = TNTNCore(make_config("sag", **{**TINY, "time_blocks": 2, "uavs_per_region": 1,
+    core = TNTNCore(make_config("sag", **{**BRUTE, "time_blocks": 2, "uavs_per_region": 1,
                                           "users_per_region": 2}),
                     num_envs=1)
     core.reset(seed=seed)
@@ -125,7 +126,7 @@ def test_matches_brute_force_local_step_with_beam_decomposition(seed):
 
 def test_subspace_power_is_exact_over_power_levels():
     # one beam, two regions reusing its subbands: power reductions trade interference
-    core = TNTNCore(make_config("sag", **{**TINY, "num_beams": 1, "regions_per_hap": 2,
+    core = TNTNCore(make_config("sag", **{**BRUTE, "num_beams": 1, "regions_per_hap": 2,
                                           "num_subbands": 3, "power_levels": (0.25, 0.5, 1.0)}),
                     num_envs=1)
     core.reset(seed=7)
@@ -168,7 +169,7 @@ def test_infeasible_space_raises_with_size():
 
 def test_structured_subspace_matches_plain_enumeration():
     """hap:blocks+schedule:rules (beams searched apart) equals a plain joint enumeration."""
-    from baselines.greedy import SCHED_VARIANTS, local_action, rule_schedule
+    from tntn_env.baselines.greedy import SCHED_VARIANTS, local_action, rule_schedule
 
     cfg = make_config("sag", num_beams=2, haps_per_beam=1, regions_per_hap=2, tbs_per_region=1,
                       uavs_per_region=0, num_subbands=4, users_per_region=4,

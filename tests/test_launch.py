@@ -29,7 +29,7 @@ def test_reuse_needs_same_command_and_code(tmp_path, monkeypatch):
     again = launch.train(job)
     assert again.reused and again.checkpoint == first.checkpoint and len(calls) == 1
     # other code (an edited trainer or environment module): trained again
-    monkeypatch.setattr(launch, "code_digest", lambda algo: "0" * 64)
+    monkeypatch.setattr(launch, "code_digest", lambda algo, trainer_dir=None: "0" * 64)
     third = launch.train(job)
     assert not third.reused and len(calls) == 2 and third.checkpoint != first.checkpoint
     # another command line: trained again
@@ -55,7 +55,8 @@ def test_evaluation_reuse_needs_same_code(tmp_path, monkeypatch):
     assert json.loads((out / "summary.json").read_text())["code"] == launch.eval_digest("random")
     launch.evaluate("random", "sag", 10_000, 2, out)
     assert calls == ["random"]  # reused
-    monkeypatch.setattr(launch, "eval_digest", lambda policy: "f" * 64)  # edited baselines/env
+    # edited baselines/env
+    monkeypatch.setattr(launch, "eval_digest", lambda policy, trainer_dir=None: "f" * 64)
     launch.evaluate("random", "sag", 10_000, 2, out)
     assert calls == ["random", "random"]
 

@@ -1,8 +1,8 @@
 """Learning tests against the right yardstick: each trainer, trained for about a minute of CPU on a
 small scenario with its default hyperparameters, must reach a stated fraction of the greedy
-heuristic's mean spectral efficiency (``baselines.GreedyPolicy``) on the same held-out episodes,
-with its argmax (deterministic) policy; beating the uniformly random masked policy is checked
-too, but only as a smoke test.
+heuristic's mean spectral efficiency (``tntn_env.baselines.GreedyPolicy``) on the same held-out
+episodes, with its argmax (deterministic) policy; beating the uniformly random masked policy is
+checked too, but only as a smoke test.
 
 The fractions leave headroom below what the current defaults reach at these small budgets
 (measured values beside ``CASES``; docs/learning.md has the measurements at the paper's budget).
@@ -14,10 +14,10 @@ import time
 
 import pytest
 import torch
-from trainer_files import ROOT, SMALL, load
+from trainer_files import SMALL, load, trainer_path
 
-from baselines.common import sample_uniform
-from baselines.greedy import GreedyPolicy
+from tntn_env.baselines.common import sample_uniform
+from tntn_env.baselines.greedy import GreedyPolicy
 
 EVAL_SEED, EVAL_ENVS = 50_000, 16  # held out: training uses env seeds 1..num_envs (seed 1)
 # extra CLI args (budget), asserted fraction of greedy's SE (argmax policy). Measured with the
@@ -55,9 +55,10 @@ def mean_se(core, act):
 
 
 @pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.slow
 def test_reaches_a_fraction_of_greedy(name, tmp_path):
     extra, frac = CASES[name]
-    cmd = [sys.executable, str(ROOT / "trainers" / f"{name}.py"), "--seed", "1", "--no-cuda",
+    cmd = [sys.executable, str(trainer_path(name)), "--seed", "1", "--no-cuda",
            "--env-overrides", SMALL, "--save-model", *extra]
     t0 = time.time()
     res = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=900)

@@ -10,6 +10,7 @@ from pettingzoo.test import api_test, parallel_api_test, parallel_seed_test, see
 from pettingzoo.utils.conversions import parallel_to_aec
 
 from tntn_env import TNTNParallelEnv, make_config, parallel_env
+from tntn_env.config import TINY_OVERRIDES
 from tntn_env.core import SYSTEM_METRICS
 from tntn_env.pettingzoo_env import REGION_INFO_KEYS
 from tntn_env.spaces import MaskedMultiDiscrete
@@ -19,7 +20,7 @@ from tntn_env.spaces import MaskedMultiDiscrete
 pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"),
               pytest.mark.usefixtures("one_torch_thread")]
 
-SMALL = dict(num_subbands=4, users_per_region=3, episode_steps=30)
+SMALL = {**TINY_OVERRIDES, "episode_steps": 30}
 CONFIGS = {
     "sag": ("sag", SMALL),
     "ag": ("ag", SMALL),

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from baselines.common import sample_uniform
 from tntn_env import TNTNCore, make_config
+from tntn_env.baselines.common import sample_uniform
 from tntn_env.policy import TierActor, allowed_fraction, infeasible, obs_slices
 
 CFG = dict(num_subbands=4, users_per_region=3)

@@ -35,6 +35,7 @@ def tiny(tmp_path_factory):
     return out, res.stdout
 
 
+@pytest.mark.slow
 def test_every_figure_and_table(tiny):
     out, stdout = tiny
     for name in FIGURES:
@@ -73,6 +74,7 @@ def _mean(rs, algo, key, scenario=None):
                             and (scenario is None or r["scenario"] == scenario))
 
 
+@pytest.mark.slow
 def test_claims_recomputed_from_csvs(tiny):
     out, _ = tiny
     b = rows(out / "fig3b_spectral_efficiency.csv")
@@ -115,6 +117,7 @@ def test_claims_recomputed_from_csvs(tiny):
     assert got["reward_order"]["holds"] == ("yes" if holds else "no")
 
 
+@pytest.mark.slow
 def test_claims_follow_the_data(tiny, tmp_path):
     """Edit the data: the verdicts change with it (the table is computed, not written)."""
     out, _ = tiny

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 import torch
-from trainer_files import ROOT, SMALL, TINY, TRAINERS, load, scalars
+from trainer_files import ROOT, SMALL, TINY, TRAINERS, load, scalars, trainer_path
 
 from tntn_env import runs
 from tntn_env.evaluate import main as evaluate_main
@@ -20,7 +20,7 @@ MINI = ["--num-envs", "2", "--num-steps", "5", "--update-epochs", "1", "--no-cud
 
 
 def trainer(name, cwd, *extra, ok=True):
-    cmd = [sys.executable, str(ROOT / "trainers" / f"{name}.py"), *extra]
+    cmd = [sys.executable, str(trainer_path(name)), *extra]
     res = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=300)
     if ok:
         assert res.returncode == 0, f"{' '.join(cmd)}\n{res.stdout[-2000:]}\n{res.stderr[-3000:]}"
@@ -82,6 +82,7 @@ def test_bad_args_exit_before_a_run_folder_exists(tmp_path):
 
 
 @pytest.mark.parametrize("name", TRAINERS)
+@pytest.mark.slow
 def test_non_finite_losses_stop_the_run(name, tmp_path):
     res = trainer(name, tmp_path, *TINY, "--learning-rate", "1e30", ok=False)
     assert res.returncode == 1, res.stderr[-2000:]
@@ -97,6 +98,7 @@ def test_check_finite_allows_nan_explained_variance():
 
 # ---------------------------------------------------------------- resume
 
+@pytest.mark.slow
 def test_kill_and_resume_logs_each_step_once(tmp_path):
     """A run killed between periodic checkpoints (default --save-interval 10) and resumed: the
     resumed run purges the killed run's events after the checkpoint, so TensorBoard holds one

@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from tntn_env.evaluate import METRICS
+from tntn_env.config import TINY_OVERRIDES
+from tntn_env.core import SYSTEM_METRICS
 from tntn_env.experiments import seeds
+from tntn_env.experiments.launch import TINY_TRAINER_FLAGS
 from tntn_env.experiments.seeds import (
     aggregate,
     check_passthrough,
@@ -73,13 +75,14 @@ def test_parse_seeds_and_passthrough():
         check_passthrough(["--env-overrides", "num_subbands=4"])
 
 
+@pytest.mark.slow
 def test_two_seed_run_writes_tables(tmp_path, monkeypatch, capsys):
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "tntn_env.experiments.seeds", "--algo", "hdrl", "--seeds", "1-2",
-           "--total-timesteps", "160", "--set", "num_subbands=4", "--set", "users_per_region=3",
-           "--set", "episode_steps=40", "--eval-episodes", "2", "--eval-seed", "500",
-           "--out", str(out), "--", "--num-envs", "4", "--num-steps", "20",
-           "--update-epochs", "2"]
+           "--total-timesteps", "160",
+           *[x for k, v in TINY_OVERRIDES.items() for x in ("--set", f"{k}={v}")],
+           "--eval-episodes", "2", "--eval-seed", "500", "--out", str(out),
+           "--", *TINY_TRAINER_FLAGS]
     env = {**os.environ,
            "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH"))
                                          if p)}
@@ -88,12 +91,12 @@ def test_two_seed_run_writes_tables(tmp_path, monkeypatch, capsys):
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     per_seed = read(out / "per_seed.csv")
     assert [int(r["seed"]) for r in per_seed] == [1, 2]
-    assert list(per_seed[0]) == ["seed", *METRICS, "decision_time_s", "train_wall_s"]
+    assert list(per_seed[0]) == ["seed", *SYSTEM_METRICS, "decision_time_s", "train_wall_s"]
     for s in (1, 2):  # the same held-out episodes for both seeds
         ev = json.loads((out / f"seed_{s}" / "eval" / "summary.json").read_text())
         assert ev["seeds"] == [500, 501] and ev["checkpoint"].endswith("checkpoint.pt")
     summary = {r["metric"]: r for r in read(out / "summary.csv")}
-    assert set(summary) == {*METRICS, "decision_time_s", "train_wall_s"}
+    assert set(summary) == {*SYSTEM_METRICS, "decision_time_s", "train_wall_s"}
     for m, r in summary.items():
         xs = [float(p[m]) for p in per_seed]
         mean = statistics.fmean(xs)

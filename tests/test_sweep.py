@@ -18,6 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from tntn_env.config import TINY_OVERRIDES  # noqa: E402
+from tntn_env.experiments.launch import TINY_TRAINER_FLAGS  # noqa: E402
+
 optuna = pytest.importorskip("optuna")
 
 from tntn_env.experiments import sweep as sw  # noqa: E402
@@ -25,8 +28,8 @@ from tntn_env.experiments.seeds import check_passthrough, split_passthrough  # n
 
 ROOT = Path(__file__).resolve().parents[1]
 SPACE = "learning_rate=loguniform(1e-4,1e-3) clip_coef=uniform(0.1,0.3)"
-SETS = ["--set", "num_subbands=4", "--set", "users_per_region=3", "--set", "episode_steps=40"]
-TRAINER = ["--", "--num-envs", "4", "--num-steps", "20", "--update-epochs", "2"]
+SETS = [x for k, v in TINY_OVERRIDES.items() for x in ("--set", f"{k}={v}")]  # the tiny preset
+TRAINER = ["--", *TINY_TRAINER_FLAGS]
 ENV = {**os.environ,
        "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
 
@@ -106,6 +109,7 @@ def sqlite_study(tmp_path_factory):
             "wall": time.perf_counter() - t0}
 
 
+@pytest.mark.slow
 def test_two_workers_share_a_sqlite_study(sqlite_study):
     s = sqlite_study
     study, trials = check_study("two", s["storage"], s["out"], 2,
@@ -138,6 +142,7 @@ def in_process(monkeypatch):
     signal.signal(signal.SIGTERM, old)
 
 
+@pytest.mark.slow
 def test_rerun_of_finished_study_runs_nothing(sqlite_study, in_process, capsys):
     s = sqlite_study
     before = len(optuna.load_study(study_name="two", storage=s["storage"]).trials)
@@ -153,9 +158,11 @@ def test_rerun_of_finished_study_runs_nothing(sqlite_study, in_process, capsys):
     own, flags = split_passthrough(sweep_cmd("two", s["storage"], s["out"], trials=2,
                                              seeds=1)[3:])
     with pytest.raises(ValueError, match="another setup.*seeds"):
-        sw.run(sw.build_parser().parse_args(own), flags, log=lambda *_: None)
+        sw.run(sw.parse_args(own), flags, log=lambda *_: None)
 
 
+@pytest.mark.slow
+@pytest.mark.postgres
 def test_two_workers_share_a_postgres_study(tmp_path):
     url = os.environ.get("TNTN_TEST_POSTGRES_URL")
     if not url:
@@ -178,6 +185,7 @@ def test_two_workers_share_a_postgres_study(tmp_path):
             pass
 
 
+@pytest.mark.slow
 def test_killed_worker_trial_fails_and_study_completes(tmp_path):
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     out = tmp_path / "out"

@@ -17,12 +17,13 @@ from torchrl.envs.utils import check_env_specs
 from trainer_files import scalars
 
 from tntn_env import make_config, parallel_env
+from tntn_env.config import TINY_OVERRIDES, format_overrides
 from tntn_env.torchrl_env import TNTNTorchRLEnv
 
 pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"),
               pytest.mark.usefixtures("one_torch_thread")]
 
-SMALL = dict(num_subbands=4, users_per_region=3, episode_steps=12)
+SMALL = {**TINY_OVERRIDES, "episode_steps": 12}
 CONFIGS = {
     "sag": ("sag", SMALL),
     "ag": ("ag", SMALL),
@@ -229,6 +230,7 @@ def test_clear_error_without_torchrl():
     assert 'pip install -e ".[torchrl]"' in out.stdout
 
 
+@pytest.mark.slow
 def test_ippo_example_runs(tmp_path):
     """examples/torchrl_ippo.py (TorchRL's Collector, MultiAgentMLP, ClipPPOLoss + GAE per tier,
     masked MultiDiscrete actions) runs a few iterations; the env (raise mode) accepts every
@@ -236,7 +238,7 @@ def test_ippo_example_runs(tmp_path):
     script = Path(__file__).resolve().parents[1] / "examples" / "torchrl_ippo.py"
     cmd = [sys.executable, str(script), "--num-envs", "8", "--frames-per-batch", "128",
            "--total-frames", "384", "--minibatch-size", "64", "--epochs", "2",
-           "--overrides", "num_subbands=4,users_per_region=3,episode_steps=12"]
+           "--overrides", format_overrides(SMALL)]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     lines = [ln for ln in out.stdout.splitlines() if ln.startswith("iter ")]

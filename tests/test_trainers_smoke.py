@@ -7,7 +7,7 @@ import sys
 
 import pytest
 import torch
-from trainer_files import ROOT, SMALL, TINY, TRAINERS, load, scalars
+from trainer_files import SMALL, TINY, TRAINERS, load, scalars, trainer_path
 
 from tntn_env import TNTNCore, make_config
 from tntn_env.evaluate import main as evaluate_main
@@ -22,7 +22,7 @@ TIERS = {"sag": ("satellite", "hap", "local"), "ag": ("hap", "local"), "uav": ("
 
 
 def run(name, cwd, *extra, timeout=180):
-    cmd = [sys.executable, str(ROOT / "trainers" / f"{name}.py"), *extra]
+    cmd = [sys.executable, str(trainer_path(name)), *extra]
     res = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
     assert res.returncode == 0, f"{' '.join(cmd)}\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
     return res
@@ -38,6 +38,7 @@ def check_scalars(sc, scenario):
 
 
 @pytest.mark.parametrize("name", TRAINERS)
+@pytest.mark.slow
 def test_train_resume_eval(name, tmp_path):
     # train 2 iterations with checkpoints
     run(name, tmp_path, *TINY, "--save-model", "--save-interval", "1", "--seed", "3")
@@ -97,6 +98,7 @@ def test_train_resume_eval(name, tmp_path):
     ("mappo", "ag", []),
     ("ppo_single", "uav", []),
 ])
+@pytest.mark.slow
 def test_scenarios_and_reward_modes(name, scenario, extra, tmp_path):
     run(name, tmp_path, *TINY, "--scenario", scenario, *extra)
     (run_dir,) = list((tmp_path / "runs").iterdir())

@@ -7,12 +7,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from baselines import GreedyPolicy
 from tntn_env import TNTNCore, make_config
+from tntn_env.baselines import GreedyPolicy
+from tntn_env.config import TINY_OVERRIDES
 from tntn_env.policy import obs_slices
 
 FEEDBACK = ("last_rate", "last_served", "last_se", "last_fair", "last_inr_db")
-SMALL = {"num_subbands": 4, "users_per_region": 5, "episode_steps": 20}
+SMALL = {**TINY_OVERRIDES, "users_per_region": 5, "episode_steps": 20}
 
 
 def max_snr_actions(core, obs, masks):

@@ -16,6 +16,10 @@ SCENARIOS = ("sag", "ag", "uav")
 NTN_ENVIRONMENTS = ("dense_urban", "urban", "suburban")
 INVALID_ACTION_MODES = ("raise", "repair")
 MEMORY_LIMIT_GIB = 4.0  # default EnvConfig.memory_limit_gib (the default config needs ~0.2 MiB)
+# The one tiny-config preset: make_config overrides of a small network (4 subbands, 3 users per
+# region, 40-step episodes) for tests, the experiments' tiny / quick presets and quick trials.
+# Callers needing a variant derive it ({**TINY_OVERRIDES, "episode_steps": 12}); never mutate it.
+TINY_OVERRIDES = {"num_subbands": 4, "users_per_region": 3, "episode_steps": 40}
 
 
 def _fail(cls: str, name: str, value, allowed: str) -> None:
@@ -391,6 +395,15 @@ def _unique_keys(pairs) -> dict:
     if dup:
         raise ValueError(f"env override {dup[0]!r} is given twice; give each key once")
     return dict(pairs)
+
+
+def format_overrides(overrides: dict) -> str:
+    """Overrides -> the text form :func:`parse_overrides` reads ('num_subbands=4,...'; values
+    as JSON), e.g. a trainer's ``--env-overrides``."""
+    def text(v) -> str:
+        return json.dumps(list(v) if isinstance(v, tuple) else v, separators=(",", ":"))
+
+    return ",".join(f"{k}={text(v)}" for k, v in overrides.items())
 
 
 def parse_overrides(text: str) -> dict:

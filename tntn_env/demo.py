@@ -5,24 +5,22 @@
 Prints the episode means of the system metrics and the speed (steps per second).
 """
 
-from __future__ import annotations
-
-import argparse
 import time
+from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
+from .cli import parse
 from .config import SCENARIOS
+from .core import SYSTEM_METRICS
 from .pettingzoo_env import parallel_env
 
-_REPORT = (("throughput_mbps", "throughput per user (Mbps)"),
-           ("sum_rate_mbps", "sum rate (Mbps)"),
-           ("spectral_efficiency", "spectral efficiency (bit/s/Hz)"),
-           ("fairness", "Jain fairness"),
-           ("qos_violation", "QoS violation (x R_min)"),
-           ("uav_penalty", "UAV penalty"),
-           ("spectrum_utilisation", "spectrum utilisation"),
-           ("reward", "reward (mean over regions)"))
+LABELS = {"throughput_mbps": "throughput per user (Mbps)", "sum_rate_mbps": "sum rate (Mbps)",
+          "spectral_efficiency": "spectral efficiency (bit/s/Hz)", "fairness": "Jain fairness",
+          "qos_violation": "QoS violation (x R_min)", "uav_penalty": "UAV penalty",
+          "spectrum_utilisation": "spectrum utilisation", "reward": "reward (mean over regions)"}
+assert tuple(LABELS) == SYSTEM_METRICS
 
 
 def run(scenario: str = "sag", steps: int = 500, seed: int = 1, device: str = "cpu") -> dict:
@@ -48,21 +46,30 @@ def run(scenario: str = "sag", steps: int = 500, seed: int = 1, device: str = "c
     return means
 
 
+@dataclass
+class Args:
+    """One episode of uniformly random masked actions through the PettingZoo env."""
+
+    scenario: Literal[SCENARIOS] = "sag"
+    """scenario"""
+    steps: int = 500
+    """episode length (steps)"""
+    seed: int = 1
+    """seed of the episode and of the action sampling"""
+    device: str = "cpu"
+    """torch device"""
+    threads: int = 1
+    """torch CPU threads (1 is fastest for a single env: its tensors are tiny)"""
+
+
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--scenario", choices=SCENARIOS, default="sag")
-    p.add_argument("--steps", type=int, default=500, help="episode length (steps)")
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch CPU threads (1 is fastest for a single env: its tensors are tiny)")
-    args = p.parse_args(argv)
+    args = parse(Args, argv, "python -m tntn_env.demo", Args.__doc__)
     torch.set_num_threads(args.threads)
     m = run(args.scenario, args.steps, args.seed, args.device)
     print(f"tntn demo: scenario={args.scenario} steps={m['steps']} seed={args.seed} "
           f"(uniformly random masked actions)")
-    for key, label in _REPORT:
-        print(f"  {label:<34s} {m[key]:10.4f}")
+    for key in SYSTEM_METRICS:
+        print(f"  {LABELS[key]:<34s} {m[key]:10.4f}")
     print(f"  {'voided lower-tier choices (total)':<34s} {m['voided_actions']:10d}")
     print(f"  {'speed (steps/s)':<34s} {m['steps_per_s']:10.1f}")
 

@@ -20,9 +20,10 @@ runs: a folder that cannot be written, or an output file that is a folder, is re
 folder that already holds results is refused unless ``--overwrite``:
 
 - ``steps.csv``: one row per (episode, step) with the columns of :data:`STEP_COLUMNS`: the
-  system metrics of the step (``core.step``'s ``metrics``: mean user throughput in Mbit/s,
+  system metrics of the step (``core.step``'s ``metrics``, in the order of
+  :data:`tntn_env.core.SYSTEM_METRICS`: mean user throughput in Mbit/s, sum rate in Mbit/s,
   spectral efficiency in bit/s/Hz over W, Jain fairness, normalised QoS violation, UAV penalty,
-  sum rate in Mbit/s, spectrum utilisation, reward = mean of the regions' eq. (11)) and the
+  spectrum utilisation, reward = mean of the regions' eq. (11)) and the
   decision time (wall time of ``policy.act`` for the batch, divided by the number of envs in it);
 - ``episodes.csv``: one row per episode: seed, steps, the per-step means of each metric, the sum
   of rewards, mean and max decision time;
@@ -31,9 +32,11 @@ folder that already holds results is refused unless ``--overwrite``:
   for the exhaustive search the mean numbers of joint actions covered and candidates evaluated.
 
 ``hdrl``/``mappo``/``ppo_single`` load ``--checkpoint`` with ``trainers/hdrl_ppo.py``,
-``trainers/mappo.py``, ``trainers/ppo_single.py`` (their ``load_policy(path, core)``; override
-with ``--trainer-file``) and act by the masked argmax, or with ``--sample`` by sampling from the
-policy as in training (torch's generator seeded with ``--policy-seed``, default ``--seed``).
+``trainers/mappo.py``, ``trainers/ppo_single.py`` (their ``load_policy(path, core)``; the folder
+is the repository's ``trainers/`` or ``--trainer-dir``, one file ``--trainer-file``:
+:func:`tntn_env.trainer_files.trainer_path`) and act by the masked argmax, or with ``--sample``
+by sampling from the policy as in training (torch's generator seeded with ``--policy-seed``,
+default ``--seed``).
 A checkpoint is evaluated on the environment it was trained on: its scenario and
 ``--env-overrides``, on top of which ``--set`` applies. A ``--scenario`` or ``--set`` that makes
 a different environment is refused unless ``--other-env`` is given (and a policy whose networks do
@@ -43,9 +46,6 @@ the mask after this step's upper-tier actions for top-down policies) and raises 
 one; ``--no-check`` skips the check.
 """
 
-from __future__ import annotations
-
-import argparse
 import ast
 import csv
 import dataclasses
@@ -57,21 +57,24 @@ import platform
 import statistics
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Literal
 
 import torch
+import tyro
 
-from .config import make_config, parse_overrides
-from .core import TNTNCore
+from .cli import parse
+from .config import SCENARIOS, make_config, parse_overrides
+from .core import SYSTEM_METRICS, TNTNCore
+from .trainer_files import TRAINER_FILES, trainer_path
 
+PROG = "python -m tntn_env.evaluate"
 POLICIES = ("hdrl", "mappo", "ppo_single", "exhaustive", "random", "greedy")
-CHECKPOINT_TRAINERS = {"hdrl": "hdrl_ppo.py", "mappo": "mappo.py", "ppo_single": "ppo_single.py"}
-METRICS = ("throughput_mbps", "spectral_efficiency", "fairness", "qos_violation", "uav_penalty",
-           "sum_rate_mbps", "spectrum_utilisation", "reward")
-STEP_COLUMNS = ("episode", "step", *METRICS, "decision_time_s")
-EPISODE_COLUMNS = ("episode", "seed", "steps", *METRICS, "reward_sum", "decision_time_mean_s",
-                   "decision_time_max_s")
-REPO_ROOT = Path(__file__).resolve().parents[1]
+CHECKPOINT_TRAINERS = TRAINER_FILES  # the learned policies and their trainer files
+STEP_COLUMNS = ("episode", "step", *SYSTEM_METRICS, "decision_time_s")
+EPISODE_COLUMNS = ("episode", "seed", "steps", *SYSTEM_METRICS, "reward_sum",
+                   "decision_time_mean_s", "decision_time_max_s")
 OUT_FILES = ("steps.csv", "episodes.csv", "summary.json")
 
 
@@ -99,53 +102,66 @@ def parse_sets(items) -> dict:
     return out
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m tntn_env.evaluate",
-                                description="Evaluate a policy over full episodes.")
-    p.add_argument("--policy", required=True, choices=POLICIES)
-    p.add_argument("--checkpoint", default=None, help="checkpoint path (hdrl, mappo, ppo_single)")
-    p.add_argument("--trainer-file", default=None,
-                   help="trainer file providing load_policy (default trainers/<name>.py)")
-    p.add_argument("--scenario", default=None, choices=("sag", "ag", "uav"),
-                   help="default: the checkpoint's scenario (a checkpoint policy), else sag")
-    p.add_argument("--episodes", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=None, help="output folder")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace results already in the output folder (default: refuse)")
-    p.add_argument("--other-env", action="store_true",
-                   help="evaluate a checkpoint on an environment other than the one it was "
-                        "trained on (--scenario / --set differing from the checkpoint's)")
-    p.add_argument("--num-envs", type=int, default=1, help="episodes stepped together")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="config override (any field of make_config), repeatable")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
-    p.add_argument("--policy-seed", type=int, default=None,
-                   help="seed of the random policy's generator and of --sample (default: --seed)")
-    p.add_argument("--sample", action="store_true",
-                   help="hdrl, mappo, ppo_single: sample actions from the policy as in training "
-                        "(default: the masked argmax)")
-    p.add_argument("--subspace", default="full",
-                   help="exhaustive: 'full', 'default' (= baselines.DEFAULT_SUBSPACE, "
-                        "hap:blocks+schedule:rules, documented for the paper's default "
-                        "scenario) or a sub-space spec (baselines/exhaustive.py)")
-    p.add_argument("--max-candidates", type=int, default=200_000,
-                   help="exhaustive: refuse above this many evaluations per decision")
-    p.add_argument("--no-check", action="store_true", help="skip the feasibility check")
-    p.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
-    return p
+@dataclass
+class Args:
+    """Evaluate a policy over full episodes."""
+
+    policy: Literal[POLICIES]
+    """the policy: a trained checkpoint (hdrl, mappo, ppo_single) or a baseline"""
+    checkpoint: str | None = None
+    """checkpoint path (hdrl, mappo, ppo_single)"""
+    trainer_file: str | None = None
+    """trainer file providing load_policy (default: <trainer-dir>/<the algorithm's file>)"""
+    trainer_dir: str | None = None
+    """folder of the trainer files (default: the repository's trainers/)"""
+    scenario: Literal[SCENARIOS] | None = None
+    """default: the checkpoint's scenario (a checkpoint policy), else sag"""
+    episodes: int = 1
+    """episodes (seeds seed .. seed + episodes - 1)"""
+    seed: int = 0
+    """seed of the first episode"""
+    out: str | None = None
+    """output folder (default runs/eval/<policy>__<scenario>__<seed>[__<checkpoint>])"""
+    overwrite: bool = False
+    """replace results already in the output folder (default: refuse)"""
+    other_env: bool = False
+    """evaluate a checkpoint on an environment other than the one it was trained on"""
+    num_envs: int = 1
+    """episodes stepped together"""
+    set: Annotated[tuple[str, ...], tyro.conf.UseAppendAction] = ()
+    """config override KEY=VALUE (any field of make_config), repeatable"""
+    device: str = "cpu"
+    """torch device"""
+    threads: int | None = None
+    """torch.set_num_threads"""
+    policy_seed: int | None = None
+    """seed of the random policy's generator and of --sample (default: --seed)"""
+    sample: bool = False
+    """hdrl, mappo, ppo_single: sample actions as in training (default: the masked argmax)"""
+    subspace: str = "full"
+    """exhaustive: 'full', 'default' (tntn_env.baselines.DEFAULT_SUBSPACE) or a sub-space spec"""
+    max_candidates: int = 200_000
+    """exhaustive: refuse above this many evaluations per decision"""
+    no_check: bool = False
+    """skip the feasibility check"""
+    no_progress: bool = False
+    """no tqdm progress bar"""
+
+
+def parse_args(argv=None) -> Args:
+    """The evaluation's arguments from a command line (exit code 2 on bad arguments)."""
+    return parse(Args, argv, PROG, Args.__doc__)
 
 
 def make_policy(args):
     """The policy named by ``args`` (baselines imported here, never at package import)."""
-    import baselines
+    from . import baselines
 
     seed = args.seed if args.policy_seed is None else args.policy_seed
     if args.policy in CHECKPOINT_TRAINERS:
         if not args.checkpoint:
             raise SystemExit(f"--policy {args.policy} needs --checkpoint PATH")
-        trainer = args.trainer_file or REPO_ROOT / "trainers" / CHECKPOINT_TRAINERS[args.policy]
+        trainer = args.trainer_file or trainer_path(args.policy, args.trainer_dir)
         return baselines.CheckpointPolicy(args.checkpoint, trainer, name=args.policy,
                                           sample=args.sample, seed=seed)
     if args.sample:
@@ -266,6 +282,8 @@ def run(args) -> dict:
         raise SystemExit("--episodes and --num-envs must be >= 1 and --seed >= 0")
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.policy in CHECKPOINT_TRAINERS and not args.trainer_file:
+        trainer_path(args.policy, args.trainer_dir)  # early: FileNotFoundError naming the flag
     scenario, overrides, ck_env = environment(args)
     cfg = make_config(scenario, **overrides)
     policy = make_policy(args)
@@ -297,9 +315,9 @@ def run(args) -> dict:
             actions = policy.act(core)
             dt = (time.perf_counter() - t0) / E
             out = core.step(actions)  # validates actions unless --no-check
-            m = {k: out["metrics"][k].detach().cpu().tolist() for k in METRICS}
+            m = {k: out["metrics"][k].detach().cpu().tolist() for k in SYSTEM_METRICS}
             for e in range(E):
-                row = {"episode": b0 + e, "step": step, **{k: m[k][e] for k in METRICS},
+                row = {"episode": b0 + e, "step": step, **{k: m[k][e] for k in SYSTEM_METRICS},
                        "decision_time_s": dt}
                 step_rows.append(row)
                 per_ep[e].append(row)
@@ -311,7 +329,7 @@ def run(args) -> dict:
         for e in range(E):
             rows = per_ep[e]
             ep = {"episode": b0 + e, "seed": batch[e], "steps": len(rows)}
-            for k in METRICS:
+            for k in SYSTEM_METRICS:
                 ep[k] = statistics.fmean(r[k] for r in rows)
             ep["reward_sum"] = sum(r["reward"] for r in rows)
             ep["decision_time_mean_s"] = statistics.fmean(r["decision_time_s"] for r in rows)
@@ -337,7 +355,7 @@ def run(args) -> dict:
         "checkpoint": args.checkpoint, "checkpoint_env": ck_env,
         "sampled": bool(args.sample),
         "subspace": getattr(policy, "subspace", None),
-        "metrics": {k: _mean_std(ep[k] for ep in episode_rows) for k in METRICS},
+        "metrics": {k: _mean_std(ep[k] for ep in episode_rows) for k in SYSTEM_METRICS},
         "reward_sum": _mean_std(ep["reward_sum"] for ep in episode_rows),
         "decision_time_s": {"mean": statistics.fmean(times), "median": statistics.median(times),
                             "max": max(times), "note": "wall time of act() per env (batch "
@@ -357,10 +375,10 @@ def run(args) -> dict:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     try:
         summary = run(args)
-    except ValueError as e:  # config errors, refusals of the exhaustive search
+    except (ValueError, FileNotFoundError) as e:  # config errors, refusals, missing files
         print(f"error: {e}", file=sys.stderr)
         return 2
     m = summary["metrics"]

@@ -61,7 +61,7 @@ evaluated once on the same episodes (references).
   ``env/reward`` (mean over seeds, band = min..max over seeds) per value; latlon: the metrics vs
   the satellite elevation per policy and the satellite link budget vs elevation;
 - ``per_seed.csv``: one row per (value, policy, evaluation mode, training seed) with every metric
-  of :data:`tntn_env.evaluate.METRICS` (baselines: one row per evaluation episode);
+  of :data:`tntn_env.core.SYSTEM_METRICS` (baselines: one row per evaluation episode);
 - ``table.csv`` / ``table.md``: mean and 95% CI (Student t) over training seeds (baselines: over
   evaluation episodes) per value, policy and metric (:func:`seeds.aggregate`,
   :func:`seeds.write_table`); the Markdown file ends with the preset, seeds, budgets, device,
@@ -79,9 +79,6 @@ training process at load 1; several times longer on a loaded machine, see each t
 when available, 5 full evaluation episodes, 5 locations).
 """
 
-from __future__ import annotations
-
-import argparse
 import json
 import math
 import os
@@ -92,13 +89,24 @@ import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Annotated, Literal
 
 import torch
+import tyro
 
 from .. import channel as chn
-from ..config import make_config
-from ..evaluate import METRICS
-from .launch import TrainJob, evaluate, mean_ci95, read_scalars, train_all, trainer_file
+from ..cli import parse, usage_error
+from ..config import TINY_OVERRIDES, make_config
+from ..core import SYSTEM_METRICS
+from .launch import (
+    TINY_TRAINER_FLAGS,
+    TrainJob,
+    evaluate,
+    mean_ci95,
+    read_scalars,
+    train_all,
+    trainer_file,
+)
 from .seeds import aggregate, parse_seeds, read_csv, write_table
 
 SWEEPS_ORDER = ("reward", "lr", "clip", "entropy")
@@ -107,9 +115,9 @@ NAMES = (*ABLATIONS, "all")
 SCENARIO = "sag"
 ALGO = "hdrl"
 EVAL_SEED = 10_000
-SMALL_OVERRIDES = {"num_subbands": 4, "users_per_region": 3, "episode_steps": 40}
-TINY_FLAGS = ("--num-envs", "4", "--num-steps", "20", "--update-epochs", "2")
-TABLE_METRICS = ("spectral_efficiency", "throughput_mbps", "reward")
+PROG = "python -m tntn_env.experiments.ablate"
+TABLE_METRICS = ("spectral_efficiency", "throughput_mbps", "reward")  # of SYSTEM_METRICS
+assert set(TABLE_METRICS) <= set(SYSTEM_METRICS), TABLE_METRICS
 TRAIN_METRICS = ("train_final_reward", "train_final_se")
 
 
@@ -148,16 +156,18 @@ class Preset:
     latlon_retrain: bool = True  # latlon: also retrain HDRL at every location
     cuda: bool = False  # train on CUDA when available
     workers: int = 2  # training subprocesses at a time
+    trainer_dir: str | None = None  # folder of the trainer files (None: the repository's)
 
 
 PRESETS = {
     "tiny": Preset("tiny", seeds=(1,), total_timesteps=160, eval_episodes=2,
-                   overrides=SMALL_OVERRIDES, trainer_flags=TINY_FLAGS),
+                   overrides=TINY_OVERRIDES, trainer_flags=TINY_TRAINER_FLAGS),
     "quick": Preset("quick", seeds=(1, 2), total_timesteps=16_384, eval_episodes=8,
-                    overrides=SMALL_OVERRIDES, elevations=(90.0, None, 50.0, 30.0)),
+                    overrides=TINY_OVERRIDES, elevations=(90.0, None, 50.0, 30.0)),
     "paper": Preset("paper", seeds=(1, 2, 3), total_timesteps=500_000, eval_episodes=5,
                     elevations=(90.0, None, 60.0, 45.0, 30.0), cuda=True),
 }
+PRESET_NAMES = tuple(PRESETS)
 
 
 def _check(name: str, preset: str) -> None:
@@ -200,7 +210,7 @@ def make_job(preset: Preset, work: Path, seed: int, settings: dict, location: di
     wd = Path(work) / preset.name / SCENARIO / _slug(settings, location) / f"seed_{seed}"
     return TrainJob(ALGO, SCENARIO, seed, preset.total_timesteps, wd, overrides=overrides,
                     extra=[*preset.trainer_flags, *settings_flags(settings)],
-                    cuda=preset.cuda if cuda is None else cuda)
+                    cuda=preset.cuda if cuda is None else cuda, trainer_dir=preset.trainer_dir)
 
 
 def sweep_jobs(name: str, preset: Preset, work: Path, seeds, cuda=None) -> list[tuple]:
@@ -323,9 +333,10 @@ def hdrl_rows(res, overrides: dict, eval_dir: Path, preset: Preset, base: dict,
     for mode in ("sampled", "argmax"):
         m = evaluate(ALGO, SCENARIO, EVAL_SEED, preset.eval_episodes, eval_dir / mode,
                      checkpoint=res.checkpoint, overrides=overrides, threads=1,
-                     sample=mode == "sampled", other_env=other_env)["metrics"]
+                     sample=mode == "sampled", other_env=other_env,
+                     trainer_dir=preset.trainer_dir)["metrics"]
         rows.append({**base, "eval": mode, "unit": "training seed", "seed": res.job.seed,
-                     **{k: m[k]["mean"] for k in METRICS}, **train})
+                     **{k: m[k]["mean"] for k in SYSTEM_METRICS}, **train})
     return rows, sc["env/reward"]
 
 
@@ -337,7 +348,7 @@ def baseline_rows(policy: str, overrides: dict, preset: Preset, out_dir: Path,
     eps = read_csv(Path(out_dir) / "episodes.csv")
     assert len(eps) == summ["episodes"]
     return [{**base, "policy": policy, "eval": "-", "unit": "eval episode", "seed": e["seed"],
-             **{k: float(e[k]) for k in METRICS}} for e in eps]
+             **{k: float(e[k]) for k in SYSTEM_METRICS}} for e in eps]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -358,7 +369,7 @@ def _device(cuda: bool) -> str:
 
 def _title(name: str, preset: Preset, seeds) -> str:
     net = ("small network: 4 subbands, 3 users/region, 40-step episodes"
-           if preset.overrides == SMALL_OVERRIDES else "paper network")
+           if preset.overrides == TINY_OVERRIDES else "paper network")
     return (f"{name} ablation, {preset.name} preset: {len(seeds)} seed"
             f"{'s' if len(seeds) > 1 else ''} x {preset.total_timesteps:,} steps, "
             f"{preset.eval_episodes} eval episodes ({net})")
@@ -369,7 +380,8 @@ def _footer(name, preset: Preset, seeds, cuda, t0, load0, results, argv) -> str:
     cfg = make_config(SCENARIO, **preset.overrides)
     lines = [
         "", f"- preset `{preset.name}`: training seeds {list(seeds)}, "
-        f"{preset.total_timesteps} env steps per run, HDRL ({trainer_file(ALGO).name}) on "
+        f"{preset.total_timesteps} env steps per run, "
+        f"HDRL ({trainer_file(ALGO, preset.trainer_dir).name}) on "
         f"`{SCENARIO}`, config overrides {json.dumps(preset.overrides)}"
         f" (episode {cfg.timing.episode_steps} steps), extra trainer flags "
         f"`{' '.join(preset.trainer_flags) or '-'}`; paper values of the unswept settings: "
@@ -672,13 +684,15 @@ def plot_latlon(rows, locations, png, title):
 # command line
 
 def planned_jobs(name: str, preset: str | Preset = "quick", work="runs/ablations/work",
-                 seeds=None, cuda=None) -> list[tuple]:
+                 seeds=None, cuda=None, trainer_dir=None) -> list[tuple]:
     """The training jobs an ablation would run: [(value or location, seed, TrainJob)]."""
     if isinstance(preset, str):
         _check(name, preset)
         preset = PRESETS[preset]
     elif name not in NAMES:
         _check(name, "quick")
+    if trainer_dir is not None:
+        preset = replace(preset, trainer_dir=trainer_dir)
     seeds = tuple(seeds or preset.seeds)
     if name == "all":
         return [j for n in ABLATIONS for j in planned_jobs(n, preset, work, seeds, cuda)]
@@ -688,10 +702,10 @@ def planned_jobs(name: str, preset: str | Preset = "quick", work="runs/ablations
 
 
 def run(name: str, preset: str = "quick", out=None, work="runs/ablations/work", seeds=None,
-        workers=None, cuda=None, log=print, argv=()) -> dict:
+        workers=None, cuda=None, log=print, argv=(), trainer_dir=None) -> dict:
     """Run one ablation (or ``all``); returns {name: {"out", "rows", "table", "png"}}."""
     _check(name, preset)
-    p = PRESETS[preset]
+    p = replace(PRESETS[preset], trainer_dir=trainer_dir)
     if cuda is not None:
         p = replace(p, cuda=cuda)
     if workers is not None:
@@ -717,35 +731,42 @@ def run(name: str, preset: str = "quick", out=None, work="runs/ablations/work", 
     return res
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m tntn_env.experiments.ablate",
-                                description="HDRL ablations of the paper's Section 5: one "
-                                            "figure and one table per ablation.")
-    p.add_argument("name", choices=NAMES, help="ablation: " + ", ".join(NAMES))
-    p.add_argument("--preset", default="quick", choices=tuple(PRESETS),
-                   help="budgets: tiny (tests), quick (~5 min each on 2 CPUs), paper")
-    p.add_argument("--out", default=None, help="deliverables folder (default "
-                   "runs/ablations/<name>; with 'all': <out>/<name>)")
-    p.add_argument("--work", default="runs/ablations/work",
-                   help="training runs and evaluation files (shared by the ablations)")
-    p.add_argument("--workers", type=int, default=None,
-                   help="training subprocesses at a time (default: the preset's, 2)")
-    p.add_argument("--seeds", default=None, help="training seeds, e.g. 1,2,3 or 1-5 "
-                   "(default: the preset's)")
-    p.add_argument("--cuda", action=argparse.BooleanOptionalAction, default=None,
-                   help="train on CUDA when available (default: paper preset only)")
-    p.add_argument("--dry-run", action="store_true",
-                   help="print the training commands without running anything")
-    return p
+@dataclass
+class Args:
+    """HDRL ablations of the paper's Section 5: one figure and one table per ablation."""
+
+    name: Annotated[Literal[NAMES], tyro.conf.Positional]
+    """ablation: reward, lr, clip, entropy, latlon, or all of them in turn"""
+    preset: Literal[PRESET_NAMES] = "quick"
+    """budgets: tiny (tests), quick (~5 min each on 2 CPUs), paper"""
+    out: str | None = None
+    """deliverables folder (None: runs/ablations/<name>; with 'all': <out>/<name>)"""
+    work: str = "runs/ablations/work"
+    """training runs and evaluation files (shared by the ablations)"""
+    workers: int | None = None
+    """training subprocesses at a time (None: the preset's, 2)"""
+    seeds: str | None = None
+    """training seeds, e.g. 1,2,3 or 1-5 (None: the preset's)"""
+    cuda: bool = False
+    """train on CUDA when available (default without --cuda / --no-cuda: paper preset only)"""
+    no_cuda: bool = False
+    """train on the CPU (also the paper preset)"""
+    dry_run: bool = False
+    """print the training commands without running anything"""
+    trainer_dir: str | None = None
+    """folder of the trainer files (None: the repository's trainers/)"""
 
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
+    args = parse(Args, argv, PROG, Args.__doc__)
+    if args.cuda and args.no_cuda:
+        usage_error(PROG, "--cuda and --no-cuda: give one of them")
+    cuda = True if args.cuda else False if args.no_cuda else None
     try:
         seeds = parse_seeds(args.seeds) if args.seeds else None
         if args.dry_run:
-            jobs = planned_jobs(args.name, args.preset, args.work, seeds, args.cuda)
+            jobs = planned_jobs(args.name, args.preset, args.work, seeds, cuda, args.trainer_dir)
             seen = set()
             for v, s, job in jobs:
                 if job.workdir in seen:  # 'all': the run at the paper's values is shared
@@ -754,8 +775,9 @@ def main(argv=None) -> int:
                 seen.add(job.workdir)
                 print(f"[{_fmt(v)} seed {s}] cd {job.workdir} && {shlex.join(job.command())}")
             return 0
-        run(args.name, args.preset, args.out, args.work, seeds, args.workers, args.cuda,
-            argv=argv)
+        trainer_file(ALGO, args.trainer_dir)  # early and clear when there is no trainer file
+        run(args.name, args.preset, args.out, args.work, seeds, args.workers, cuda,
+            argv=argv, trainer_dir=args.trainer_dir)
     except (ValueError, RuntimeError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2 if isinstance(e, ValueError) else 1

@@ -2,12 +2,13 @@
 TensorBoard scalars, aggregate over seeds.
 
 Training runs the CleanRL-style trainer files as subprocesses (``python trainers/<file>.py``,
-their own command line), each in a work folder of its own so its ``runs/`` lands there; a
-finished run leaves ``train.json`` beside it and is reused, not repeated, when asked again with
-the same arguments and the same code (the trainer file and the ``tntn_env`` modules it steps,
-by SHA-256), so an interrupted reproduction resumes where it stopped and an edited trainer or
-environment trains again. Evaluation is
-in-process through :func:`tntn_env.evaluate.run` (the same CSV/JSON files as the CLI).
+their own command line; the folder is the repository's ``trainers/`` or the command's
+``--trainer-dir``, :func:`tntn_env.trainer_files.trainer_path`), each in a work folder of its
+own so its ``runs/`` lands there; a finished run leaves ``train.json`` beside it and is reused,
+not repeated, when asked again with the same arguments and the same code (the trainer file and
+the ``tntn_env`` modules it steps, by SHA-256), so an interrupted reproduction resumes where it
+stopped and an edited trainer or environment trains again. Evaluation is in-process through
+:func:`tntn_env.evaluate.run` (the same CSV/JSON files as the CLI).
 """
 
 from __future__ import annotations
@@ -24,21 +25,22 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..evaluate import CHECKPOINT_TRAINERS, REPO_ROOT, build_parser
+from ..evaluate import parse_args as parse_evaluation_args
 from ..evaluate import run as run_evaluation
+from ..trainer_files import TRAINER_FILES, trainer_path
 
-ALGOS = tuple(CHECKPOINT_TRAINERS)  # ("hdrl", "mappo", "ppo_single")
+ALGOS = tuple(TRAINER_FILES)  # ("hdrl", "mappo", "ppo_single")
+# trainer flags of the tiny presets (with config.TINY_OVERRIDES): a few small PPO iterations
+TINY_TRAINER_FLAGS = ("--num-envs", "4", "--num-steps", "20", "--update-epochs", "2")
+BASELINES_DIR = Path(__file__).resolve().parents[1] / "baselines"
 
 
-def trainer_file(algo: str) -> Path:
-    """``trainers/<file>.py`` of an algorithm name (``hdrl``, ``mappo``, ``ppo_single``)."""
-    if algo not in CHECKPOINT_TRAINERS:
+def trainer_file(algo: str, trainer_dir: str | Path | None = None) -> Path:
+    """``<trainer_dir or trainers>/<file>.py`` of an algorithm name (``hdrl``, ``mappo``,
+    ``ppo_single``; :func:`tntn_env.trainer_files.trainer_path`)."""
+    if algo not in TRAINER_FILES:
         raise ValueError(f"algo {algo!r}: allowed values are {', '.join(ALGOS)}")
-    path = REPO_ROOT / "trainers" / CHECKPOINT_TRAINERS[algo]
-    if not path.is_file():
-        raise FileNotFoundError(f"trainer file {path} not found: the experiment commands run "
-                                "from a source checkout (pip install -e .)")
-    return path
+    return trainer_path(algo, trainer_dir)
 
 
 def _digest(paths) -> str:
@@ -52,18 +54,18 @@ def _env_modules() -> list[Path]:
     return sorted(Path(__file__).resolve().parents[1].glob("*.py"))
 
 
-def code_digest(algo: str) -> str:
+def code_digest(algo: str, trainer_dir: str | Path | None = None) -> str:
     """SHA-256 over the trainer file and the environment package's own modules (what a run's
     result depends on besides its command line)."""
-    return _digest([trainer_file(algo), *_env_modules()])
+    return _digest([trainer_file(algo, trainer_dir), *_env_modules()])
 
 
-def eval_digest(policy: str) -> str:
+def eval_digest(policy: str, trainer_dir: str | Path | None = None) -> str:
     """SHA-256 over what an evaluation's result depends on besides its arguments: the
     environment modules, the baselines package and, for a learned policy, its trainer file."""
-    files = [*_env_modules(), *sorted((REPO_ROOT / "baselines").glob("*.py"))]
-    if policy in CHECKPOINT_TRAINERS:
-        files.append(trainer_file(policy))
+    files = [*_env_modules(), *sorted(BASELINES_DIR.glob("*.py"))]
+    if policy in TRAINER_FILES:
+        files.append(trainer_file(policy, trainer_dir))
     return _digest(files)
 
 
@@ -80,9 +82,11 @@ class TrainJob:
     extra: list = field(default_factory=list)  # further trainer flags, e.g. ["--ent-coef", "0"]
     cuda: bool = False
     threads: int = 1
+    trainer_dir: str | None = None  # folder of the trainer files (default: the repository's)
 
     def command(self) -> list[str]:
-        cmd = [sys.executable, str(trainer_file(self.algo)), "--seed", str(self.seed),
+        cmd = [sys.executable, str(trainer_file(self.algo, self.trainer_dir)),
+               "--seed", str(self.seed),
                "--scenario", self.scenario, "--total-timesteps", str(self.total_timesteps),
                "--save-model", "--threads", str(self.threads),
                "--cuda" if self.cuda else "--no-cuda"]
@@ -105,7 +109,8 @@ def train(job: TrainJob, log=None) -> TrainResult:
     wd = Path(job.workdir)
     marker = wd / "train.json"
     cmd = job.command()
-    key = {"command": cmd[1:], "code": code_digest(job.algo)}  # not the interpreter's path
+    # not the interpreter's path
+    key = {"command": cmd[1:], "code": code_digest(job.algo, job.trainer_dir)}
     if marker.exists():
         done = json.loads(marker.read_text())
         if done.get("key") == key and Path(done["checkpoint"]).exists():
@@ -156,14 +161,15 @@ def evaluate(policy: str, scenario: str, seed: int, episodes: int, out_dir: Path
              checkpoint: Path | None = None, overrides: dict | None = None,
              num_envs: int | None = None, subspace: str = "default", threads: int | None = None,
              device: str = "cpu", check: bool = True, sample: bool = False,
-             other_env: bool = False) -> dict:
+             other_env: bool = False, trainer_dir: str | Path | None = None) -> dict:
     """Evaluate one policy over episodes with seeds ``seed .. seed+episodes-1`` (all in one
     batch unless ``num_envs``); writes steps.csv / episodes.csv / summary.json to ``out_dir``
     and returns the summary. A summary already there with the same settings and code
     (:func:`eval_digest`) is reused.
     ``sample``: trained policies sample their actions (seeded with ``seed``) instead of argmax.
     ``other_env``: a checkpoint is evaluated on ``scenario`` / ``overrides`` that differ from its
-    training environment (deliberately; else that is refused). Results of an earlier run with
+    training environment (deliberately; else that is refused). ``trainer_dir``: folder of the
+    trainer files (default: the repository's ``trainers/``). Results of an earlier run with
     other settings or code in ``out_dir`` are replaced."""
     argv = ["--policy", policy, "--scenario", scenario, "--seed", str(seed),
             "--episodes", str(episodes), "--num-envs", str(num_envs or episodes),
@@ -179,16 +185,18 @@ def evaluate(policy: str, scenario: str, seed: int, episodes: int, out_dir: Path
         argv.append("--sample")
     if other_env and checkpoint is not None:
         argv.append("--other-env")
+    if trainer_dir is not None and checkpoint is not None:
+        argv += ["--trainer-dir", str(trainer_dir)]
     for k, v in (overrides or {}).items():
         argv += ["--set", f"{k}={list(v) if isinstance(v, tuple) else v!r}"]
     prev = Path(out_dir) / "summary.json"
-    code = eval_digest(policy)
+    code = eval_digest(policy, trainer_dir)
     if prev.exists():
         s = json.loads(prev.read_text())
         if s.get("argv") == argv and s.get("code") == code:
             s["out_dir"] = str(out_dir)
             return s
-    summary = run_evaluation(build_parser().parse_args(argv))
+    summary = run_evaluation(parse_evaluation_args(argv))
     summary["argv"], summary["code"] = argv, code
     prev.write_text(json.dumps({k: v for k, v in summary.items() if k != "out_dir"}, indent=2))
     return summary

@@ -16,8 +16,9 @@ Steps (each reused when its output already exists, so an interrupted run resumes
 3. **Evaluation** on held-out seeds (10000, 10001, ...; training uses seeds 1.. + env index),
    identical for every algorithm, ``--workers`` processes at a time:
    (b) spectral efficiency per scenario and algorithm on episodes of ``exhaustive_steps`` steps,
-   the horizon where the exhaustive search (``baselines.DEFAULT_SUBSPACE``: the step-optimal
-   joint action over HAP block splits x scheduling rules, the rest exact) is affordable; every
+   the horizon where the exhaustive search (``tntn_env.baselines.DEFAULT_SUBSPACE``: the
+   step-optimal joint action over HAP block splits x scheduling rules, the rest exact) is
+   affordable; every
    algorithm sees the same episodes. (c) throughput over full 500-step episodes on sag (no
    exhaustive search). (e) sum rate on sag with the TBS and UAV powers shifted together by
    ``power_offsets_db`` (x axis: the local average power = mean of a region's node powers, in
@@ -33,9 +34,6 @@ evaluation episodes for the baselines. Claims are computed from the CSVs only
 (:func:`compute_claims`), so the table can be recomputed from the data.
 """
 
-from __future__ import annotations
-
-import argparse
 import csv
 import json
 import math
@@ -48,12 +46,25 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from multiprocessing import get_context
 from pathlib import Path
+from typing import Literal
 
 import torch
 
-from ..config import make_config
-from .launch import ALGOS, TrainJob, evaluate, mean_ci95, read_scalars, train_all
+from ..cli import parse, usage_error
+from ..config import TINY_OVERRIDES, make_config
+from ..trainer_files import trainer_path
+from .launch import (
+    ALGOS,
+    TINY_TRAINER_FLAGS,
+    TrainJob,
+    evaluate,
+    mean_ci95,
+    read_scalars,
+    train_all,
+)
 from .seeds import read_csv
+
+PROG = "python -m tntn_env.experiments.reproduce"
 
 SCENARIOS = ("sag", "ag", "uav")
 BASELINES = ("exhaustive", "random", "greedy")
@@ -62,8 +73,6 @@ LABELS = {"hdrl": "HDRL", "mappo": "MADRL", "ppo_single": "SADRL", "exhaustive":
 COLORS = {"hdrl": "tab:blue", "mappo": "tab:orange", "ppo_single": "tab:green",
           "exhaustive": "tab:red", "random": "tab:gray", "greedy": "tab:purple"}
 EVAL_SEED = 10_000
-TINY_OVERRIDES = {"num_subbands": 4, "users_per_region": 3, "episode_steps": 40}
-TINY_FLAGS = ["--num-envs", "4", "--num-steps", "20", "--update-epochs", "2"]
 
 
 @dataclass(frozen=True)
@@ -86,13 +95,14 @@ class Preset:
     cuda: bool = False  # train on CUDA when available
     workers: int = 2  # parallel training / evaluation processes
     eval_in_process: bool = False  # evaluations in this process (tiny: cheaper than spawning)
+    trainer_dir: str | None = None  # folder of the trainer files (None: the repository's)
 
 
 PRESETS = {
     "tiny": Preset("tiny", seeds=(1,), total_timesteps=160, eval_episodes=1, baseline_episodes=1,
                    exhaustive_episodes=1, exhaustive_steps=3, timing_steps=3,
                    power_offsets_db=(-6.0, 0.0), power_steps=3, densities=(2, 3),
-                   overrides=TINY_OVERRIDES, trainer_flags=tuple(TINY_FLAGS), workers=2,
+                   overrides=TINY_OVERRIDES, trainer_flags=TINY_TRAINER_FLAGS, workers=2,
                    eval_in_process=True),
     "quick": Preset("quick", seeds=(1, 2), total_timesteps=20_000, eval_episodes=8,
                     baseline_episodes=8, exhaustive_episodes=8, exhaustive_steps=50,
@@ -103,6 +113,7 @@ PRESETS = {
                     timing_steps=500, power_offsets_db=(-8.0, -4.0, 0.0, 4.0, 8.0),
                     power_steps=100, densities=(2, 4, 6, 8, 10), cuda=True, workers=2),
 }
+PRESET_NAMES = tuple(sorted(PRESETS))
 
 # Headline claims (paper Section 4.2 / Fig. 3 text): (id, text, paper value, unit, threshold).
 CLAIMS = (
@@ -428,7 +439,8 @@ def reproduce(p: Preset, out: Path, work: Path, log=print) -> dict:
     def job(algo, scen, seed, extra_ov=None, tag=""):
         return TrainJob(algo, scen, seed, p.total_timesteps,
                         work / "train" / f"{algo}__{scen}{tag}__{seed}",
-                        {**p.overrides, **(extra_ov or {})}, list(p.trainer_flags), use_cuda)
+                        {**p.overrides, **(extra_ov or {})}, list(p.trainer_flags), use_cuda,
+                        trainer_dir=p.trainer_dir)
 
     jobs = {(a, s, seed): job(a, s, seed) for s in SCENARIOS for a in ALGOS for seed in p.seeds}
     dens_jobs = {k: job("hdrl", "sag", p.seeds[0], {"users_per_region": k}, f"_K{k}")
@@ -448,7 +460,7 @@ def reproduce(p: Preset, out: Path, work: Path, log=print) -> dict:
         s = evaluate(a, "sag", EVAL_SEED, 1, work / "eval" / "timing" / a,
                      ck.get((a, "sag", p.seeds[0])),
                      {**p.overrides, "episode_steps": p.timing_steps}, num_envs=1, threads=1,
-                     other_env=True)
+                     other_env=True, trainer_dir=p.trainer_dir)
         rows.append({"algorithm": a, "decision_time_ms": 1e3 * s["decision_time_s"]["mean"],
                      "decision_time_median_ms": 1e3 * s["decision_time_s"]["median"],
                      "steps": p.timing_steps, "device": "cpu", "torch_threads": 1})
@@ -491,6 +503,7 @@ def reproduce(p: Preset, out: Path, work: Path, log=print) -> dict:
                 policy="hdrl", scenario="sag", seed=EVAL_SEED, episodes=p.exhaustive_episodes,
                 out_dir=work / "eval" / "f" / f"K{k}__{off:+g}dB", checkpoint=c,
                 overrides={**pw, "users_per_region": k})
+    tasks = {k: {**kw, "trainer_dir": p.trainer_dir} for k, kw in tasks.items()}
     log(f"running {len(tasks)} evaluations, {p.workers} at a time")
     ev = run_evals(tasks, 1 if p.eval_in_process else p.workers)
 
@@ -590,34 +603,48 @@ def reproduce(p: Preset, out: Path, work: Path, log=print) -> dict:
     return {"claims": claims, "meta": meta}
 
 
+@dataclass
+class Args:
+    """Reproduce the paper's Figure 3 (a)-(f) and test its headline claims, with one command."""
+
+    preset: Literal[PRESET_NAMES] = "quick"
+    """budgets: tiny (tests, seconds), quick (~15 min on 2 CPU cores), paper"""
+    out: str | None = None
+    """figures, CSVs, results.md (None: runs/reproduce/<preset>)"""
+    work: str | None = None
+    """checkpoints, logs, raw evaluations (None: <out>/work)"""
+    workers: int | None = None
+    """parallel processes (None: the preset's)"""
+    seeds: str | None = None
+    """comma-separated training seeds (None: the preset's)"""
+    trainer_dir: str | None = None
+    """folder of the trainer files (None: the repository's trainers/)"""
+
+
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m tntn_env.experiments.reproduce",
-                                 description=__doc__.split("\n\n")[0])
-    ap.add_argument("--preset", default="quick", choices=sorted(PRESETS))
-    ap.add_argument("--out", default=None, help="figures, CSVs, results.md (default "
-                    "runs/reproduce/<preset>)")
-    ap.add_argument("--work", default=None, help="checkpoints, logs, raw evaluations "
-                    "(default <out>/work)")
-    ap.add_argument("--workers", type=int, default=None,
-                    help="parallel processes (default: the preset's)")
-    ap.add_argument("--seeds", default=None, help="comma-separated training seeds (default: the "
-                    "preset's)")
-    args = ap.parse_args(argv)
-    p = PRESETS[args.preset]
+    args = parse(Args, argv, PROG, Args.__doc__)
+    p = replace(PRESETS[args.preset], trainer_dir=args.trainer_dir)
     if args.workers is not None:
         if args.workers < 1:
-            ap.error(f"--workers {args.workers}: allowed values are >= 1")
+            usage_error(PROG, f"--workers {args.workers}: allowed values are >= 1")
         p = replace(p, workers=args.workers)
     if args.seeds:
         try:
             seeds = tuple(int(x) for x in args.seeds.split(","))
         except ValueError:
-            ap.error(f"--seeds {args.seeds!r}: allowed values are comma-separated integers")
+            usage_error(PROG, f"--seeds {args.seeds!r}: allowed values are comma-separated "
+                              "integers")
         if not seeds or min(seeds) < 0:
-            ap.error(f"--seeds {args.seeds!r}: allowed values are non-negative integers")
+            usage_error(PROG, f"--seeds {args.seeds!r}: allowed values are non-negative integers")
         p = replace(p, seeds=seeds)
     out = Path(args.out or Path("runs") / "reproduce" / p.name)
-    reproduce(p, out, Path(args.work) if args.work else out / "work")
+    try:
+        for algo in ALGOS:  # early and clear: e.g. an installed package has no trainers/
+            trainer_path(algo, p.trainer_dir)
+        reproduce(p, out, Path(args.work) if args.work else out / "work")
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     for c in read_csv(out / "claims.csv"):
         print(f"{'HOLDS' if c['holds'] == 'yes' else 'FAILS':5}  {c['text']}: measured "
               f"{c['measured']} (paper {c['paper']})")

@@ -17,7 +17,7 @@ eval_seed + eval_episodes - 1`` (identical for every training seed) into ``<out>
 Output (``--out``, default ``runs/seeds/<algo>__<scenario>/``):
 
 - ``per_seed.csv``: one row per training seed: seed, the mean over evaluation episodes of each
-  metric of :data:`tntn_env.evaluate.METRICS`, the mean decision time per step and env
+  metric of :data:`tntn_env.core.SYSTEM_METRICS`, the mean decision time per step and env
   (``decision_time_s``), the training wall time (``train_wall_s``);
 - ``summary.csv`` / ``summary.md``: per metric the mean over seeds, the half-width of its 95%
   confidence interval and the number of seeds (:func:`aggregate`, :func:`write_table`).
@@ -26,17 +26,23 @@ Output (``--out``, default ``runs/seeds/<algo>__<scenario>/``):
 (mean +- 95% CI over seeds); the reproduction and ablation commands import them.
 """
 
-from __future__ import annotations
-
-import argparse
 import csv
 import math
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Literal
 
-from ..evaluate import METRICS, parse_sets
-from .launch import ALGOS, TrainJob, evaluate, mean_ci95, train_all
+import tyro
+
+from ..cli import parse, split_passthrough
+from ..config import SCENARIOS
+from ..core import SYSTEM_METRICS
+from ..evaluate import parse_sets
+from .launch import ALGOS, TrainJob, evaluate, mean_ci95, train_all, trainer_file
+
+PROG = "python -m tntn_env.experiments.seeds"
 
 PER_SEED_EXTRA = ("decision_time_s", "train_wall_s")
 SUMMARY_COLUMNS = ("metric", "mean", "ci95", "n")
@@ -175,15 +181,6 @@ def parse_seeds(text: str) -> list[int]:
     return sorted(set(seeds))
 
 
-def split_passthrough(argv) -> tuple[list[str], list[str]]:
-    """Split ``argv`` at the first ``--``: (own arguments, trainer flags)."""
-    argv = list(argv)
-    if "--" in argv:
-        i = argv.index("--")
-        return argv[:i], argv[i + 1:]
-    return argv, []
-
-
 # trainer flags that TrainJob sets from the command's own options
 RESERVED_FLAGS = {"--seed": "--seeds", "--scenario": "--scenario",
                   "--total-timesteps": "--total-timesteps", "--env-overrides": "--set",
@@ -210,27 +207,38 @@ def check_passthrough(flags, swept=()) -> None:
                              "which the search space varies; drop one of them")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m tntn_env.experiments.seeds",
-        description="Train a trainer over several seeds, evaluate each checkpoint on the same "
-                    "held-out episodes, aggregate mean and 95%% CI. Trainer flags after '--'.")
-    p.add_argument("--algo", required=True, choices=ALGOS)
-    p.add_argument("--scenario", default="sag", choices=("sag", "ag", "uav"))
-    p.add_argument("--seeds", default="1-5", help="training seeds: 1,2,3 or 1-5 (default 1-5)")
-    p.add_argument("--total-timesteps", type=int, default=50_000)
-    p.add_argument("--workers", type=int, default=None,
-                   help="training subprocesses at a time (default min(seeds, CPUs))")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="config override for training and evaluation (any field of "
-                        "make_config), repeatable")
-    p.add_argument("--eval-episodes", type=int, default=8)
-    p.add_argument("--eval-seed", type=int, default=10_000,
-                   help="first held-out evaluation seed (the same for every training seed)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads per process")
-    p.add_argument("--out", default=None,
-                   help="output folder (default runs/seeds/<algo>__<scenario>)")
-    return p
+@dataclass
+class Args:
+    """Train a trainer over several seeds, evaluate each checkpoint on the same held-out
+    episodes, aggregate mean and 95% CI. Trainer flags after '--'."""
+
+    algo: Literal[ALGOS]
+    """the trainer (trainers/hdrl_ppo.py, mappo.py, ppo_single.py)"""
+    scenario: Literal[SCENARIOS] = "sag"
+    """scenario of training and evaluation"""
+    seeds: str = "1-5"
+    """training seeds: 1,2,3 or 1-5"""
+    total_timesteps: int = 50_000
+    """env steps per training run"""
+    workers: int | None = None
+    """training subprocesses at a time (None: min(seeds, CPUs))"""
+    set: Annotated[tuple[str, ...], tyro.conf.UseAppendAction] = ()
+    """config override KEY=VALUE (any field of make_config; training and evaluation)"""
+    eval_episodes: int = 8
+    """held-out evaluation episodes per checkpoint"""
+    eval_seed: int = 10_000
+    """first held-out evaluation seed (the same for every training seed)"""
+    threads: int = 1
+    """torch threads per process"""
+    out: str | None = None
+    """output folder (None: runs/seeds/<algo>__<scenario>)"""
+    trainer_dir: str | None = None
+    """folder of the trainer files (None: the repository's trainers/)"""
+
+
+def parse_args(argv) -> Args:
+    """The command's own arguments (before ``--``); exit code 2 on bad ones."""
+    return parse(Args, argv, PROG, Args.__doc__)
 
 
 def run(args, trainer_flags=(), log=print) -> dict:
@@ -238,13 +246,15 @@ def run(args, trainer_flags=(), log=print) -> dict:
     ``{"per_seed": rows, "summary": rows, "out": folder}``."""
     seeds = parse_seeds(args.seeds)
     check_passthrough(trainer_flags)
+    trainer_file(args.algo, args.trainer_dir)  # early: FileNotFoundError naming --trainer-dir
     overrides = parse_sets(args.set)
     if args.total_timesteps < 1 or args.eval_episodes < 1 or args.eval_seed < 0:
         raise ValueError("--total-timesteps and --eval-episodes must be >= 1, --eval-seed >= 0")
     out = Path(args.out or Path("runs") / "seeds" / f"{args.algo}__{args.scenario}")
     workers = args.workers or min(len(seeds), os.cpu_count() or 1)
     jobs = [TrainJob(args.algo, args.scenario, s, args.total_timesteps, out / f"seed_{s}",
-                     overrides=overrides, extra=list(trainer_flags), threads=args.threads)
+                     overrides=overrides, extra=list(trainer_flags), threads=args.threads,
+                     trainer_dir=args.trainer_dir)
             for s in seeds]
     log(f"training {args.algo} on {args.scenario}: seeds {seeds}, {workers} at a time -> {out}")
     results = train_all(jobs, workers=workers, log=log)
@@ -253,15 +263,16 @@ def run(args, trainer_flags=(), log=print) -> dict:
         s = res.job.seed
         summ = evaluate(args.algo, args.scenario, args.eval_seed, args.eval_episodes,
                         out / f"seed_{s}" / "eval", checkpoint=res.checkpoint,
-                        overrides=overrides, threads=args.threads)
-        row = {"seed": s, **{m: summ["metrics"][m]["mean"] for m in METRICS},
+                        overrides=overrides, threads=args.threads,
+                        trainer_dir=args.trainer_dir)
+        row = {"seed": s, **{m: summ["metrics"][m]["mean"] for m in SYSTEM_METRICS},
                "decision_time_s": summ["decision_time_s"]["mean"],
                "train_wall_s": res.wall_time_s}
         rows.append(row)
         log(f"seed {s}{' (reused)' if res.reused else ''}: "
             + ", ".join(f"{m} {row[m]:.4g}" for m in ("spectral_efficiency", "reward")))
     write_table(rows, out / "per_seed.csv", None, "")
-    summary = aggregate(rows, (*METRICS, *PER_SEED_EXTRA))
+    summary = aggregate(rows, (*SYSTEM_METRICS, *PER_SEED_EXTRA))
     title = (f"{args.algo} on {args.scenario}: {len(seeds)} seeds x {args.total_timesteps} "
              f"steps, {args.eval_episodes} held-out episodes from seed {args.eval_seed}")
     write_table(summary, out / "summary.csv", out / "summary.md", title)
@@ -271,7 +282,7 @@ def run(args, trainer_flags=(), log=print) -> dict:
 
 def main(argv=None) -> int:
     own, trainer_flags = split_passthrough(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(own)
+    args = parse_args(own)
     try:
         res = run(args, trainer_flags)
     except (ValueError, RuntimeError, FileNotFoundError) as e:

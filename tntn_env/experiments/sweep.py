@@ -22,7 +22,7 @@ out), trains ``--seeds`` seeds (1..K) with the sampled trainer flags via
 :func:`launch.train` into ``<out>/trial_<number>/seed_<s>/``, evaluates each checkpoint on the
 held-out episodes ``--eval-seed ..`` (the same for every trial and seed) and reports the running
 mean over seeds to a median pruner after each seed. The objective is the mean over seeds of the
-metric (a name of :data:`tntn_env.evaluate.METRICS`; maximised, except ``qos_violation`` and
+metric (a name of :data:`tntn_env.core.SYSTEM_METRICS`; maximised, except ``qos_violation`` and
 ``uav_penalty``); the per-seed values are stored as the trial's user attributes.
 
 Search space: ``name=distribution(args)`` items separated by spaces, or a JSON / TOML file
@@ -44,9 +44,6 @@ worker, note), ``history.png`` (optimisation history), ``importances.png`` (para
 importances: fANOVA when scikit-learn is installed, else PED-ANOVA).
 """
 
-from __future__ import annotations
-
-import argparse
 import dataclasses
 import difflib
 import json
@@ -61,11 +58,20 @@ import time
 import types
 import typing
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Literal
 
-from ..evaluate import METRICS, parse_sets, parse_value
+import tyro
+
+from ..cli import parse, split_passthrough
+from ..config import SCENARIOS
+from ..core import SYSTEM_METRICS
+from ..evaluate import parse_sets, parse_value
 from .launch import ALGOS, TrainJob, evaluate, train, trainer_file
-from .seeds import check_passthrough, split_passthrough, write_table
+from .seeds import check_passthrough, write_table
+
+PROG = "python -m tntn_env.experiments.sweep"
 
 MINIMIZE = ("qos_violation", "uav_penalty")
 DISTRIBUTIONS = ("uniform", "loguniform", "int", "logint", "categorical")
@@ -203,19 +209,20 @@ def _fmt(v) -> str:
     return repr(v) if isinstance(v, str) else str(v)
 
 
-def trainer_fields(algo: str) -> dict:
+def trainer_fields(algo: str, trainer_dir: str | Path | None = None) -> dict:
     """{field name: annotation} of the trainer's ``Args`` (the trainer file imported by path)."""
-    from baselines.checkpoint import load_module
+    from ..trainer_files import load_module
 
-    module = load_module(trainer_file(algo))
+    module = load_module(trainer_file(algo, trainer_dir))
     hints = typing.get_type_hints(module.Args)
     return {f.name: hints[f.name] for f in dataclasses.fields(module.Args)}
 
 
-def validate_space(raw: dict, fields: dict, algo: str = "") -> dict[str, Param]:
+def validate_space(raw: dict, fields: dict, algo: str = "",
+                   trainer_dir: str | Path | None = None) -> dict[str, Param]:
     """Check names against the trainer's Args and distributions against the fields' types."""
     allowed = sorted(n for n in fields if n not in NOT_SWEEPABLE)
-    where = f" of trainers/{Path(trainer_file(algo)).name}" if algo else ""
+    where = f" of {trainer_file(algo, trainer_dir)}" if algo else ""
     out = {}
     for name, (dist, args) in raw.items():
         if name not in fields or name in NOT_SWEEPABLE:
@@ -579,49 +586,60 @@ def _importance_evaluator():
 # ---------------------------------------------------------------------------------------------
 # worker
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m tntn_env.experiments.sweep",
-        description="Optuna sweep of a trainer's hyperparameters; run the same command in "
-                    "several processes / on several machines to parallelise. Trainer flags "
-                    "fixed for every trial go after '--'.")
-    p.add_argument("--study", required=True, help="study name (shared by all its workers)")
-    p.add_argument("--algo", default="hdrl", choices=ALGOS)
-    p.add_argument("--scenario", default="sag", choices=("sag", "ag", "uav"))
-    p.add_argument("--space", required=True,
-                   help="'name=dist(args) ...' or a .json/.toml file; distributions: "
-                        + ", ".join(DISTRIBUTIONS))
-    p.add_argument("--trials", type=int, required=True,
-                   help="budget of the whole study: COMPLETE + PRUNED trials over all workers")
-    p.add_argument("--seeds", type=int, default=1, help="training seeds per trial (1..K)")
-    p.add_argument("--total-timesteps", type=int, default=50_000)
-    p.add_argument("--metric", default="spectral_efficiency", choices=METRICS,
-                   help="objective: mean over seeds of this evaluation metric (minimised for "
-                        f"{' and '.join(MINIMIZE)}, else maximised)")
-    p.add_argument("--storage", default=None,
-                   help="Optuna storage URL (default sqlite:///runs/sweeps/<study>.db; "
-                        "postgresql://user:password@host/db to share across machines)")
-    p.add_argument("--eval-episodes", type=int, default=8)
-    p.add_argument("--eval-seed", type=int, default=10_000,
-                   help="first held-out evaluation seed (the same for every trial and seed)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="config override for training and evaluation, repeatable")
-    p.add_argument("--out", default=None, help="output folder (default runs/sweeps/<study>)")
-    p.add_argument("--heartbeat-interval", type=int, default=60,
-                   help="seconds between a running trial's heartbeats")
-    p.add_argument("--grace-period", type=int, default=None,
-                   help="seconds without heartbeat after which a running trial is failed "
-                        "(default 2 x heartbeat interval)")
-    p.add_argument("--pruner-startup-trials", type=int, default=5,
-                   help="median pruner: complete trials before any pruning")
-    p.add_argument("--no-prune", action="store_true", help="never prune")
-    p.add_argument("--max-failures", type=int, default=3,
-                   help="stop this worker after this many failed trials in a row")
-    p.add_argument("--sampler-seed", type=int, default=None,
-                   help="seed of the TPE sampler (give workers different seeds)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads per process")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return p
+@dataclass
+class Args:
+    """Optuna sweep of a trainer's hyperparameters; run the same command in several processes /
+    on several machines to parallelise. Trainer flags fixed for every trial go after '--'."""
+
+    study: str
+    """study name (shared by all its workers)"""
+    space: str
+    """'name=dist(args) ...' or a .json/.toml file; dist: (log)uniform, (log)int, categorical"""
+    trials: int
+    """budget of the whole study: COMPLETE + PRUNED trials over all workers"""
+    algo: Literal[ALGOS] = "hdrl"
+    """the trainer (trainers/hdrl_ppo.py, mappo.py, ppo_single.py)"""
+    scenario: Literal[SCENARIOS] = "sag"
+    """scenario of training and evaluation"""
+    seeds: int = 1
+    """training seeds per trial (1..K)"""
+    total_timesteps: int = 50_000
+    """env steps per training run"""
+    metric: Literal[SYSTEM_METRICS] = "spectral_efficiency"
+    """objective: mean over seeds of this metric (min. qos_violation, uav_penalty; else max.)"""
+    storage: str | None = None
+    """Optuna storage URL (None: sqlite:///runs/sweeps/<study>.db; postgresql://... to share)"""
+    eval_episodes: int = 8
+    """held-out evaluation episodes per checkpoint"""
+    eval_seed: int = 10_000
+    """first held-out evaluation seed (the same for every trial and seed)"""
+    set: Annotated[tuple[str, ...], tyro.conf.UseAppendAction] = ()
+    """config override KEY=VALUE for training and evaluation, repeatable"""
+    out: str | None = None
+    """output folder (None: runs/sweeps/<study>)"""
+    heartbeat_interval: int = 60
+    """seconds between a running trial's heartbeats"""
+    grace_period: int | None = None
+    """seconds without heartbeat before a running trial fails (None: 2 x heartbeat interval)"""
+    pruner_startup_trials: int = 5
+    """median pruner: complete trials before any pruning"""
+    no_prune: bool = False
+    """never prune"""
+    max_failures: int = 3
+    """stop this worker after this many failed trials in a row"""
+    sampler_seed: int | None = None
+    """seed of the TPE sampler (give workers different seeds)"""
+    threads: int = 1
+    """torch threads per process"""
+    no_progress: bool = False
+    """no progress bar"""
+    trainer_dir: str | None = None
+    """folder of the trainer files (None: the repository's trainers/)"""
+
+
+def parse_args(argv) -> Args:
+    """The command's own arguments (before ``--``); exit code 2 on bad ones."""
+    return parse(Args, argv, PROG, Args.__doc__)
 
 
 def _config(args, space, overrides, flags) -> dict:
@@ -660,8 +678,8 @@ def run(args, trainer_flags=(), log=print) -> dict:
         raise ValueError("--eval-episodes must be >= 1 and --eval-seed >= 0")
     if args.heartbeat_interval < 1:
         raise ValueError("--heartbeat-interval must be >= 1 s")
-    fields = trainer_fields(args.algo)
-    space = validate_space(parse_space(args.space), fields, args.algo)
+    fields = trainer_fields(args.algo, args.trainer_dir)
+    space = validate_space(parse_space(args.space), fields, args.algo, args.trainer_dir)
     flags = list(trainer_flags)
     check_passthrough(flags, swept=[p.name for p in space.values()])
     overrides = parse_sets(args.set)
@@ -701,12 +719,13 @@ def run(args, trainer_flags=(), log=print) -> dict:
         for i, s in enumerate(seeds):
             wd = out / f"trial_{trial.number}" / f"seed_{s}"
             job = TrainJob(args.algo, args.scenario, s, args.total_timesteps, wd,
-                           overrides=overrides, extra=extra, threads=args.threads)
+                           overrides=overrides, extra=extra, threads=args.threads,
+                           trainer_dir=args.trainer_dir)
             try:
                 res = train(job)
                 summ = evaluate(args.algo, args.scenario, args.eval_seed, args.eval_episodes,
                                 wd / "eval", checkpoint=res.checkpoint, overrides=overrides,
-                                threads=args.threads)
+                                threads=args.threads, trainer_dir=args.trainer_dir)
             except KeyboardInterrupt as e:  # SIGINT / SIGTERM: optuna marks the trial FAIL
                 trial.set_user_attr("error", f"seed {s}: interrupted ({e or 'SIGINT'})")
                 raise
@@ -807,7 +826,7 @@ def _sigterm(signum, frame):
 
 def main(argv=None) -> int:
     own, trainer_flags = split_passthrough(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(own)
+    args = parse_args(own)
     signal.signal(signal.SIGTERM, _sigterm)  # like Ctrl-C: the trainer child is killed too
     try:
         run(args, trainer_flags)

@@ -2,54 +2,43 @@
 
 The trainers (``trainers/hdrl_ppo.py``, ``trainers/mappo.py``, ``trainers/ppo_single.py``) expose
 ``load_policy(path, core, greedy=True) -> act(obs, masks) -> {tier: LongTensor [E, agents,
-dims]}``. The adapter imports the trainer file by path (``importlib``), so the trainers need not
-be a package, and binds the loaded policy to a core on first use (again if a different core is
-passed).
+dims]}``. The adapter imports the trainer file by path
+(:func:`tntn_env.trainer_files.load_module`), so the trainers need not be a package; without an
+explicit file it takes the algorithm's file from :func:`tntn_env.trainer_files.trainer_path`
+(``trainer_dir`` or the repository's ``trainers/``). It binds the loaded policy to a core on
+first use (again if a different core is passed).
 """
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import torch
 
+from ..trainer_files import load_module, trainer_path
 from .common import Policy
 
-
-def load_module(trainer_file: str | Path):
-    """Import a Python file by path as a fresh module."""
-    path = Path(trainer_file)
-    if not path.is_file():
-        raise FileNotFoundError(f"trainer file {str(path)!r} does not exist")
-    name = f"_tntn_trainer_{path.stem}_{abs(hash(str(path.resolve())))}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot import trainer file {str(path)!r}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses / pickling look the module up by name
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        sys.modules.pop(name, None)
-        raise
-    if not hasattr(module, "load_policy"):
-        raise AttributeError(f"trainer file {str(path)!r} defines no load_policy(path, core)")
-    return module
+__all__ = ["CheckpointPolicy", "load_module"]
 
 
 class CheckpointPolicy(Policy):
-    """A trained checkpoint: ``CheckpointPolicy(path, trainer_file)``.
+    """A trained checkpoint: ``CheckpointPolicy(path, trainer_file)``, or
+    ``CheckpointPolicy(path, name="hdrl", trainer_dir=None)`` for the algorithm's trainer file
+    (:func:`tntn_env.trainer_files.trainer_path`).
 
     ``act(core)`` calls the trainer's policy on ``core.observe()`` and ``core.masks()``: the
     masked argmax, or with ``sample=True`` actions sampled from the policy as in training (torch's
     global generator, seeded with ``seed`` at every ``reset``).
     """
 
-    def __init__(self, path: str | Path, trainer_file: str | Path, name: str | None = None,
-                 sample: bool = False, seed: int = 0):
+    def __init__(self, path: str | Path, trainer_file: str | Path | None = None,
+                 name: str | None = None, sample: bool = False, seed: int = 0,
+                 trainer_dir: str | Path | None = None):
         super().__init__()
+        if trainer_file is None:
+            if name is None:
+                raise ValueError("CheckpointPolicy needs trainer_file or the algorithm's name")
+            trainer_file = trainer_path(name, trainer_dir)
         self.sample = bool(sample)
         self.seed = int(seed)
         self.path = str(path)

@@ -414,7 +414,7 @@ class ExhaustivePolicy(Policy):
                 f"candidate evaluations after exact reductions, more than max_candidates="
                 f"{self.max_candidates:,}. Refusing rather than sampling: use a smaller instance, "
                 "raise max_candidates, or search a documented sub-space (for the default "
-                f"scenario subspace='{DEFAULT_SUBSPACE}'; see baselines/exhaustive.py).",
+                f"scenario subspace='{DEFAULT_SUBSPACE}'; see tntn_env/baselines/exhaustive.py).",
                 plan["evaluated"], plan["covered"])
         st = core.state
         dev = st.t.device

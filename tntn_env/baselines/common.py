@@ -160,7 +160,7 @@ def env_view(core, i: int, cache: dict | None = None):
     The view shares configuration and topology; its state is a slice (not a copy) and it is never
     stepped. ``cache`` (a dict) keeps the view between calls.
     """
-    from tntn_env import TNTNCore  # local import: baselines depend on the env, not vice versa
+    from ..core import TNTNCore  # local import: baselines depend on the env, not vice versa
 
     if core.num_envs == 1:
         return core
