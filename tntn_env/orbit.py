@@ -62,6 +62,15 @@ def synthetic_tle(altitude_m: float, inclination_deg: float, raan_deg: float,
     return l1 + str(tle_checksum(l1)), l2 + str(tle_checksum(l2))
 
 
+# numeric fields (1-based columns) of the TLE format (CelesTrak, "NORAD Two-Line Element Set
+# Format"), checked so that an error names the field
+_TLE_NUMBERS_1 = (((19, 20), "epoch year"), ((21, 32), "epoch day"),
+                  ((34, 43), "first derivative of mean motion"))
+_TLE_NUMBERS_2 = (((9, 16), "inclination"), ((18, 25), "right ascension of the ascending node"),
+                  ((27, 33), "eccentricity"), ((35, 42), "argument of perigee"),
+                  ((44, 51), "mean anomaly"), ((53, 63), "mean motion"))
+
+
 def read_tle(source, field: str = "OrbitConfig.orbit_tle") -> tuple[str, str]:
     """The two lines of a TLE given as a file path, one string with a newline, or two strings
     (a name line before them is allowed). Raises ValueError naming ``field``."""
@@ -87,6 +96,14 @@ def read_tle(source, field: str = "OrbitConfig.orbit_tle") -> tuple[str, str]:
         if not ln[68].isdigit() or int(ln[68]) != tle_checksum(ln):
             raise ValueError(f"{field}: checksum of TLE line {ln[0]} is {ln[68]!r}, computed "
                              f"{tle_checksum(ln)}")
+    for ln, cols in ((lines[0], _TLE_NUMBERS_1), (lines[1], _TLE_NUMBERS_2)):
+        for (a, b), name in cols:
+            text = ln[a - 1:b].strip()
+            try:
+                float(("0" + text) if text.startswith(".") else text)
+            except ValueError:
+                raise ValueError(f"{field}: TLE line {ln[0]} columns {a}-{b} ({name}) = "
+                                 f"{ln[a - 1:b]!r} is not a number") from None
     if lines[0][2:7] != lines[1][2:7]:
         raise ValueError(f"{field}: the satellite numbers of the two lines differ "
                          f"({lines[0][2:7]!r}, {lines[1][2:7]!r})")
@@ -103,7 +120,10 @@ def parse_tle(l1: str, l2: str, field: str = "OrbitConfig.orbit_tle"):
     except Exception as exc:  # the library's own parse errors (ValueError, IndexError)
         raise ValueError(f"{field}: the TLE does not parse ({exc})") from exc
     if sat.error != 0:
-        raise ValueError(f"{field}: SGP4 rejects the TLE (error code {sat.error})")
+        from sgp4.api import SGP4_ERRORS
+
+        raise ValueError(f"{field}: SGP4 rejects the TLE (error {sat.error}: "
+                         f"{SGP4_ERRORS.get(sat.error, 'unknown')})")
     if not 0.0 < sat.no_kozai:
         raise ValueError(f"{field}: mean motion must be positive")
     return sat
@@ -262,9 +282,11 @@ def propagate(sats: list, jd: np.ndarray) -> np.ndarray:
     whole = np.floor(jd - 0.5) + 0.5
     err, r, _ = SatrecArray(sats).sgp4(whole, jd - whole)
     if np.any(err != 0):
+        from sgp4.api import SGP4_ERRORS
+
         code = int(err[err != 0][0])
-        raise ValueError(f"OrbitConfig.orbit_tle: SGP4 fails during the episode (error code "
-                         f"{code}: e.g. a decayed orbit)")
+        raise ValueError(f"OrbitConfig.orbit_tle: SGP4 fails during the episode (error {code}: "
+                         f"{SGP4_ERRORS.get(code, 'unknown')})")
     return teme_to_ecef(r * 1000.0, gmst_rad(jd))
 
 
