@@ -37,9 +37,10 @@ def random_masked_actions(core: TNTNCore, masks: dict, gen: torch.Generator) -> 
     return {tier: sample_uniform(core.padded_mask(tier, m), gen) for tier, m in masks.items()}
 
 
-def bench_core(num_envs: int, device: str, seconds: float, compile: bool = False) -> dict:
+def bench_core(num_envs: int, device: str, seconds: float, compile: bool = False,
+               overrides: dict | None = None) -> dict:
     core = TNTNCore(scenario="sag", num_envs=num_envs, device=device, check_actions=False,
-                    compile=compile)
+                    compile=compile, **(overrides or {}))
     _, masks = core.reset(seed=0)
     cuda = device.startswith("cuda")
     gen = torch.Generator(device=device).manual_seed(0)
@@ -100,8 +101,8 @@ def bench_torchrl(num_envs: int, seconds: float) -> dict:
             "env_steps_per_s": num_envs * steps / t_step}
 
 
-def bench_pettingzoo(seconds: float, compile: bool = False) -> dict:
-    env = tntn_env.parallel_env("sag", compile=compile)
+def bench_pettingzoo(seconds: float, compile: bool = False, overrides: dict | None = None) -> dict:
+    env = tntn_env.parallel_env("sag", compile=compile, **(overrides or {}))
     obs, _ = env.reset(seed=0)
     for a in env.agents:
         env.action_space(a).seed(0)
@@ -134,24 +135,29 @@ def main() -> None:
                    help="E of the compiled core's benchmark (with --compile)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch intra-op threads (default: torch's choice, the core count)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override of every measured env (repeatable), e.g. "
+                   "--set orbit_enabled=true")
     args = p.parse_args()
+    ov = tntn_env.parse_overrides(",".join(args.set))
     if args.threads:
         torch.set_num_threads(args.threads)
     res = {"machine": {"platform": platform.platform(), "torch": torch.__version__,
                        "threads": torch.get_num_threads(),
                        "cuda": (torch.cuda.get_device_name(0) if torch.cuda.is_available()
                                 else None)},
-           "pettingzoo": bench_pettingzoo(args.seconds), "core": []}
+           "overrides": ov, "pettingzoo": bench_pettingzoo(args.seconds, overrides=ov),
+           "core": []}
     if args.compile:
-        res["pettingzoo_compiled"] = bench_pettingzoo(args.seconds, compile=True)
+        res["pettingzoo_compiled"] = bench_pettingzoo(args.seconds, compile=True, overrides=ov)
     for e in args.sizes:
-        res["core"].append(bench_core(e, "cpu", args.seconds))
+        res["core"].append(bench_core(e, "cpu", args.seconds, overrides=ov))
     for e in args.compile_sizes if args.compile else []:
-        res["core"].append(bench_core(e, "cpu", args.seconds, compile=True))
+        res["core"].append(bench_core(e, "cpu", args.seconds, compile=True, overrides=ov))
     if torch.cuda.is_available():
         for e in args.cuda_sizes:
             torch.cuda.reset_peak_memory_stats()
-            r = bench_core(e, "cuda", args.seconds)
+            r = bench_core(e, "cuda", args.seconds, overrides=ov)
             r["peak_cuda_mem_mib"] = torch.cuda.max_memory_allocated() / 2 ** 20
             res["core"].append(r)
     res["torchrl"] = []
@@ -167,7 +173,7 @@ def main() -> None:
         print(json.dumps(res))
         return
     print(f"torch {res['machine']['torch']}, {res['machine']['threads']} threads, "
-          f"{res['machine']['platform']}")
+          f"{res['machine']['platform']}" + (f"; overrides {ov}" if ov else ""))
     print(f"\nPettingZoo ParallelEnv (E=1, {res['pettingzoo']['agents']} agents, random masked "
           f"actions): {res['pettingzoo']['parallel_steps_per_s']:.0f} parallel steps/s")
     if "pettingzoo_compiled" in res:

@@ -14,6 +14,7 @@ only on the allocation are computed once per allocation (:func:`tntn_env.state.l
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import partial
 
 import torch
@@ -103,6 +104,37 @@ def stream_counts_of(core, holder) -> torch.Tensor:
     return cnt
 
 
+def orbit_forbidden(core, sat_choice: torch.Tensor) -> torch.Tensor:
+    """[E, N] bool: satellite choices that need the satellite in view (with the orbit on):
+    every choice but off, or satellite-direct only (``OrbitConfig.orbit_outage_choices``)."""
+    if core.cfg.orbit.orbit_outage_choices == "all":
+        return sat_choice != 0
+    return sat_choice == core.B + 1
+
+
+def orbit_void(core, sat_choice: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """``sat_choice`` [E, N] with the choices the orbit forbids at steps ``t`` [E] set to off
+    (the satellite below the minimum elevation); the same tensor where the orbit is off."""
+    if core.orbit is None:
+        return sat_choice
+    out = core.orbit.at(t, core.orbit.visible)[:, None]
+    return torch.where(~out & orbit_forbidden(core, sat_choice), 0, sat_choice)
+
+
+def orbit_void_state(core, st: CoreState) -> CoreState:
+    """``st`` with the satellite choices its step forbids set to off and the HAP choices on
+    subbands its beam no longer holds voided; ``st`` itself (the same tensors, so that what
+    depends on the allocation is not recomputed) where nothing changes."""
+    if core.orbit is None:
+        return st
+    sat = orbit_void(core, st.sat_choice, st.t)
+    if not torch.compiler.is_compiling() and bool((sat == st.sat_choice).all()):
+        return st
+    beam_has = sat[:, None, :] == core.topo.region_beam[None, :, None] + 1
+    hap = torch.where((st.hap_choice != 0) & ~beam_has, 0, st.hap_choice)
+    return replace(st, sat_choice=sat, hap_choice=hap)
+
+
 def upper_choices(core, st, actions, dec, fixed: bool = False):
     """Effective satellite and HAP choices after this step's decisions (with voiding).
     ``fixed``: no upper tier decides on this step in any env (known on the host), so they
@@ -115,6 +147,7 @@ def upper_choices(core, st, actions, dec, fixed: bool = False):
     if "satellite" in core.tiers and "satellite" in actions:
         sat = torch.where(dec["satellite"][:, None], actions["satellite"].view(E, core.N),
                           st.sat_choice)
+        sat = orbit_void(core, sat, st.t)
     else:
         sat = st.sat_choice
     if "hap" in core.tiers:
@@ -143,13 +176,20 @@ def effective_allocation(core) -> dict:
             "satellite_direct": st.sat_choice == core.B + 1, "hap_choice": st.hap_choice}
 
 
-def masks_from(core, sat_choice, hap_choice) -> dict:
-    """Flat binary masks per tier [E, agents, sum(nvec)] of effective choices."""
+def masks_from(core, sat_choice, hap_choice, t: torch.Tensor | None = None) -> dict:
+    """Flat binary masks per tier [E, agents, sum(nvec)] of effective choices; ``t`` [E] the
+    envs' steps (with the orbit on, the satellite's choices that need it in view are masked
+    where it is below the minimum elevation)."""
     E, N, J, I, R = sat_choice.shape[0], core.N, core.J, core.I, core.R
     holder, beam_has, sat_direct = holders(core, sat_choice, hap_choice)
     out = {}
     if "satellite" in core.tiers:
         m = torch.ones(E, 1, N * (core.B + 2), dtype=torch.bool, device=core.device)
+        if core.orbit is not None and t is not None:
+            choice = torch.arange(core.B + 2, device=core.device).repeat(N)
+            need = orbit_forbidden(core, choice[None])  # [1, N * (B + 2)]
+            seen = core.orbit.at(t, core.orbit.visible)[:, None, None]
+            m = m & (seen | ~need[:, None])
         out["satellite"] = m
     if "hap" in core.tiers:
         m = torch.zeros(E, J, N, core.M + 2, dtype=torch.bool, device=core.device)
@@ -174,7 +214,7 @@ def masks_from(core, sat_choice, hap_choice) -> dict:
 def masks_after(core, st: CoreState, actions: dict, dec: dict) -> dict:
     """``TNTNCore.masks_for`` on state ``st`` with decisions ``dec`` (the compiled step's form)."""
     sat, hap, _ = upper_choices(core, st, actions, dec)
-    return masks_from(core, sat, hap)
+    return masks_from(core, sat, hap, st.t)
 
 
 def padded_mask(core, tier: str, flat: torch.Tensor) -> torch.Tensor:

@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass, field, fields
 
 SCENARIOS = ("sag", "ag", "uav")
+ORBIT_OUTAGE_CHOICES = ("direct", "all")  # OrbitConfig.orbit_outage_choices
 NTN_ENVIRONMENTS = ("dense_urban", "urban", "suburban")
 INVALID_ACTION_MODES = ("raise", "repair")
 MEMORY_LIMIT_GIB = 4.0  # default EnvConfig.memory_limit_gib (the default config needs ~0.2 MiB)
@@ -250,9 +251,15 @@ class TimingConfig:
     # initial allocation with max-SNR scheduling at full power (the env docstring, Starting
     # State). The paper does not specify the initial feedback; False starts from zero feedback.
     warm_start: bool = True
+    # Duration of one step. 1 s matches the per-step mobility of the defaults: users walk 1 m
+    # (pedestrian ~1 m/s, TR 38.901 7.6.3 uses 3 km/h), UAVs fly 10 m (10 m/s), and a LEO at
+    # 550 km crosses the sky above 10 deg in about 8 minutes, so a 500-step episode spans about
+    # one pass (docs/model.md, Orbit). Used only by the orbit (OrbitConfig).
+    step_duration_s: float = 1.0
 
     def __post_init__(self) -> None:
         _int_at_least(self, "episode_steps", 1)
+        _float_in(self, "step_duration_s", 0.0, 3600.0, low_open=True)
         _int_at_least(self, "satellite_interval", 1)
         _int_at_least(self, "hap_interval", 1)
         if not isinstance(self.warm_start, bool):
@@ -262,13 +269,86 @@ class TimingConfig:
                   "1 (local agents schedule users every step)")
 
 
+@dataclass(frozen=True)
+class OrbitConfig:
+    """The serving LEO satellite's orbit (docs/model.md, Orbit). Off by default: the satellite
+    then stays at the sub-satellite point of ChannelConfig for the whole episode."""
+
+    orbit_enabled: bool = False  # propagate the satellite with SGP4 (tntn_env/orbit.py)
+    # "" = a synthetic TLE from the fields below and NetworkConfig.satellite_altitude_m; else a
+    # path to a file holding a TLE, or its two lines (one string with a newline, or a tuple)
+    orbit_tle: str | tuple = ""
+    orbit_inclination_deg: float = 53.0  # synthetic TLE; the 550 km Starlink shell (FCC
+    # SAT-MOD-20200417-00037), a typical LEO broadband inclination
+    orbit_raan_deg: float | None = None  # synthetic TLE; None: aimed (see orbit_mean_anomaly_deg)
+    # synthetic TLE; None (with orbit_raan_deg None): RAAN and mean anomaly are chosen so that
+    # the pass culminates over the area's centre in the middle of the episode
+    orbit_mean_anomaly_deg: float | None = None
+    orbit_epoch_utc: str = "2025-01-01T00:00:00"  # synthetic TLE's epoch (ISO 8601, UTC)
+    orbit_start_utc: str = ""  # start of every episode; "" = the TLE's epoch
+    # SGP4 from a TLE degrades by ~1-3 km per day from its epoch (Vallado et al., "Revisiting
+    # Spacetrack Report #3", AIAA 2006-6753): episodes must start within this many days of it
+    orbit_tle_validity_days: float = 7.0
+    orbit_min_elevation_deg: float = 10.0  # TR 38.821 6.1.1.1: 10 deg (30 deg also studied)
+    orbit_plane_satellites: int = 1  # satellites evenly spaced in the plane; > 1: handover
+    # satellite choices masked below the minimum elevation: "direct" (satellite-direct, the
+    # satellite's own transmission; the spectrum it handed down stays in force) or "all"
+    # (every choice but off: no spectrum is handed down while the satellite is out of view)
+    orbit_outage_choices: str = "direct"
+    orbit_static_step: int | None = None  # if set, the satellite stays where it is at that step
+
+    def __post_init__(self) -> None:
+        c = "OrbitConfig"
+        if not isinstance(self.orbit_enabled, bool):
+            _fail(c, "orbit_enabled", self.orbit_enabled, "True or False")
+        tle = self.orbit_tle
+        if not (isinstance(tle, str) or (isinstance(tle, tuple) and len(tle) == 2
+                                         and all(isinstance(x, str) for x in tle))):
+            _fail(c, "orbit_tle", tle, "'' (synthetic), a file path, or the TLE's two lines")
+        _float_in(self, "orbit_inclination_deg", 0.0, 180.0)
+        for name, low, high in (("orbit_raan_deg", 0.0, 360.0),
+                                ("orbit_mean_anomaly_deg", 0.0, 360.0)):
+            if getattr(self, name) is not None:
+                _float_in(self, name, low, high)
+        if (self.orbit_raan_deg is None) != (self.orbit_mean_anomaly_deg is None):
+            _fail(c, "orbit_raan_deg", self.orbit_raan_deg,
+                  "given together with orbit_mean_anomaly_deg, or both None (aimed pass)")
+        for name in ("orbit_epoch_utc", "orbit_start_utc"):
+            v = getattr(self, name)
+            if not isinstance(v, str) or (v or name == "orbit_epoch_utc") and _utc(v) is None:
+                _fail(c, name, v, "an ISO 8601 UTC time such as '2025-01-01T00:00:00'"
+                      + (" or ''" if name == "orbit_start_utc" else ""))
+        _float_in(self, "orbit_tle_validity_days", 0.0, 365.0, low_open=True)
+        v = self.orbit_min_elevation_deg
+        if not _number(v) or not 0.0 <= v < 90.0:
+            _fail(c, "orbit_min_elevation_deg", v, "a number in [0, 90)")
+        _int_at_least(self, "orbit_plane_satellites", 1)
+        if self.orbit_plane_satellites > 100:
+            _fail(c, "orbit_plane_satellites", self.orbit_plane_satellites,
+                  "an integer in [1, 100]")
+        if self.orbit_outage_choices not in ORBIT_OUTAGE_CHOICES:
+            _fail(c, "orbit_outage_choices", self.orbit_outage_choices, str(ORBIT_OUTAGE_CHOICES))
+        if self.orbit_static_step is not None:
+            _int_at_least(self, "orbit_static_step", 0)
+
+
+def _utc(text: str):
+    """datetime (UTC) of an ISO 8601 string, or None if it does not parse."""
+    import datetime as dt
+    try:
+        t = dt.datetime.fromisoformat(text)
+    except (TypeError, ValueError):
+        return None
+    return t.replace(tzinfo=dt.timezone.utc) if t.tzinfo is None else t.astimezone(dt.timezone.utc)
+
+
 _SUBCONFIGS = {"network": NetworkConfig, "channel": ChannelConfig, "demand": DemandConfig,
-               "reward": RewardConfig, "timing": TimingConfig}
+               "reward": RewardConfig, "timing": TimingConfig, "orbit": OrbitConfig}
 
 
 @dataclass(frozen=True)
 class EnvConfig:
-    """The whole environment: scenario preset plus the five groups of fields."""
+    """The whole environment: scenario preset plus the six groups of fields."""
 
     scenario: str = "sag"
     network: NetworkConfig = field(default_factory=NetworkConfig)
@@ -276,6 +356,7 @@ class EnvConfig:
     demand: DemandConfig = field(default_factory=DemandConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
     timing: TimingConfig = field(default_factory=TimingConfig)
+    orbit: OrbitConfig = field(default_factory=OrbitConfig)
     invalid_action: str = "raise"
     memory_limit_gib: float = MEMORY_LIMIT_GIB  # refuse configs whose one env needs more
 
@@ -288,6 +369,14 @@ class EnvConfig:
             if not isinstance(getattr(self, name), cls):
                 _fail("EnvConfig", name, getattr(self, name), f"a {cls.__name__}")
         _float_in(self, "memory_limit_gib", 0.0, 1e9, low_open=True)
+        if self.orbit.orbit_enabled and self.scenario != "sag":
+            _fail("OrbitConfig", "orbit_enabled", True,
+                  "False in scenario 'ag' and 'uav' (the orbit changes the satellite's own link "
+                  "and choices, which only 'sag' has)")
+        st = self.orbit.orbit_static_step
+        if st is not None and st > self.timing.episode_steps:
+            _fail("OrbitConfig", "orbit_static_step", st,
+                  f"None or a step in [0, episode_steps = {self.timing.episode_steps}]")
         need = memory_estimate_bytes(self) / 2 ** 30
         if need > self.memory_limit_gib:
             raise ValueError(

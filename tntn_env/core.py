@@ -41,7 +41,7 @@ from dataclasses import fields, replace
 import numpy as np
 import torch
 
-from . import allocation, checking, dynamics, kernels, links, observation, rng, scoring
+from . import allocation, checking, dynamics, kernels, links, observation, orbit, rng, scoring
 from . import channel as chn
 from .checks import check_not_finished, check_reset_args
 from .config import EnvConfig, make_config
@@ -98,6 +98,11 @@ class TNTNCore:
         self.M, self.L = net.nodes_per_region, len(net.power_levels)
         self.Ut = net.num_users
         self.topo = topo = build_topology(cfg, self.device)
+        # the satellite's pass (docs/model.md, Orbit): propagated once, here, on the host
+        self.orbit = (orbit.build_track(cfg, topo.region_latlon_deg[:, 0].numpy(),
+                                        topo.region_latlon_deg[:, 1].numpy(),
+                                        topo.region_beam.cpu().numpy(), self.device)
+                      if cfg.orbit.orbit_enabled else None)
         self.X, self.Xt = topo.num_tx, topo.num_terrestrial
         self.Hs = cfg.demand.num_hotspots
         dev = self.device
@@ -272,8 +277,10 @@ class TNTNCore:
             obs = None
         elif masks is not None:
             self._masks = masks
-        elif self._upper_decided(dec, t):
-            self._masks = self.masks()  # masks depend only on the allocation, changed this step
+        elif self._upper_decided(dec, t) or self._orbit_changed(t):
+            # masks depend only on the allocation (changed this step) and, with the orbit on,
+            # on whether the satellite is in view
+            self._masks = self.masks()
         out["obs"] = obs if obs is not None else self.observe()
         out["masks"] = self._masks
         return out
@@ -296,7 +303,7 @@ class TNTNCore:
         changed = {f: getattr(new, f) for f in STATE_FIELDS
                    if getattr(new, f) is not getattr(st, f)}
         return (dec, sc, changed, self.observe(new),
-                allocation.masks_from(self, new.sat_choice, new.hap_choice),
+                allocation.masks_from(self, new.sat_choice, new.hap_choice, new.t),
                 self.system_metrics(sc), ok)
 
     def _host_t(self) -> int | None:
@@ -316,6 +323,14 @@ class TNTNCore:
         if bool(refresh.all()):
             return True
         return None if bool(refresh.any()) else False
+
+    def _orbit_changed(self, t: int | None) -> bool:
+        """With the orbit on: whether the satellite's visibility may differ between step ``t``
+        and ``t + 1`` (always where ``t`` is unknown on the host)."""
+        if self.orbit is None:
+            return False
+        vis = self.orbit.visible_host
+        return t is None or vis[min(t, len(vis) - 1)] != vis[min(t + 1, len(vis) - 1)]
 
     def _upper_decided(self, dec: dict, t: int | None) -> bool:
         """Whether any upper tier decided on the step just taken in any env (``dec`` as
@@ -372,7 +387,8 @@ class TNTNCore:
 
     def masks(self) -> dict:
         """Flat binary masks per tier [E, agents, sum(nvec)] for the current state."""
-        return allocation.masks_from(self, self.state.sat_choice, self.state.hap_choice)
+        return allocation.masks_from(self, self.state.sat_choice, self.state.hap_choice,
+                                     self.state.t)
 
     def masks_for(self, actions: dict) -> dict:
         """Masks of the lower tiers after the given upper-tier actions take effect this step.

@@ -24,7 +24,7 @@ import torch
 
 from . import channel as chn
 from . import rng
-from .allocation import fixed_hap_choice, holders
+from .allocation import fixed_hap_choice, holders, orbit_void, orbit_void_state
 from .observation import holder_snr
 from .state import (
     S_FADE_INIT,
@@ -134,6 +134,7 @@ def initial_state(core, key, episode) -> CoreState:
         last_served=torch.zeros(n, J, device=dev), last_se=torch.zeros(n, J, device=dev),
         last_fair=torch.zeros(n, J, device=dev), last_inr_db=torch.zeros(n, J, N, device=dev),
     )
+    st.sat_choice = orbit_void(core, st.sat_choice, st.t)  # the satellite below the minimum
     st.hap_choice = fixed_hap_choice(core, st.sat_choice)
     st.demand_bps = demand(core, st.user_xy, st.hot_xy)
     core._large_scale(st, full=True)
@@ -207,7 +208,7 @@ def advance(core, st: CoreState, sc: Scored, full: bool | None) -> CoreState:
         w = rng.normal(k_fade, idx).view_as(st.fade)
         new.fade = rho * st.fade + math.sqrt(1 - rho * rho) * w
     feedback_(new, sc)
-    return new
+    return orbit_void_state(core, new)
 
 
 def feedback_(st: CoreState, sc: Scored) -> None:

@@ -91,8 +91,9 @@ def large_scale(core, st: CoreState, full: bool) -> None:
     kern = core._kernels_for(st)
     if full:
         tables = kern["tables"] if kern else partial(large_scale_tables, core)
+        geom = () if core.orbit is None else satellite_geometry(core, st.t)
         st.ls_gain, st.ls_los, st.ls_k, st.uav_los_u = tables(st.user_xy, st.uav_xy,
-                                                              st.field_key)
+                                                              st.field_key, *geom)
         return
     ls_gain, ls_los, ls_k = st.ls_gain.clone(), st.ls_los.clone(), st.ls_k.clone()
     if core.U > 0:
@@ -123,9 +124,19 @@ def uav_rows(core, uav_xy, user_xy, los_u):
             torch.where(los, core._k_uav, 0.0).view(E, J, U, -1))
 
 
-def large_scale_tables(core, user_xy, uav_xy, field_key):
+def satellite_geometry(core, t: torch.Tensor) -> tuple:
+    """With the orbit on: the serving satellite's (elevation in degrees, slant range in m, own
+    beam's pattern gain in dB) at each region, [E, J] each, at steps ``t`` [E]."""
+    o = core.orbit
+    return (o.at(t, o.elevation_deg), o.at(t, o.slant_range_m), o.at(t, o.beam_gain_db))
+
+
+def large_scale_tables(core, user_xy, uav_xy, field_key, sat_el=None, sat_range=None,
+                       sat_beam_db=None):
     """Every row of the large-scale tables: (gain, LoS, K-factor) [E, X, Ut] and the UAV
-    links' LoS-field uniforms [E, J*U, Ut], at the users' positions."""
+    links' LoS-field uniforms [E, J*U, Ut], at the users' positions. ``sat_el``,
+    ``sat_range``, ``sat_beam_db`` [E, J]: the satellite's geometry per region with the orbit
+    on (:func:`satellite_geometry`); None: the fixed geometry of the topology."""
     cfg, topo = core.cfg, core.topo
     net, ch = cfg.network, cfg.channel
     fc = net.carrier_hz
@@ -183,13 +194,21 @@ def large_scale_tables(core, user_xy, uav_xy, field_key):
     sin_t = torch.sqrt((1.0 - cos_t * cos_t).clamp(min=0.0))
     spot_db = hap_db[:, spot_hap] + chn.aperture_pattern_db(sin_t, ch.hap_antenna_gain_dbi)
     # Satellite: geometry per region (TR 38.811 slant range), one field for all beams.
-    el = topo.sat_elevation_deg[topo.user_region][None, None].expand(E, 1, -1)
-    d3 = topo.sat_slant_range_m[topo.user_region][None, None].expand(E, 1, -1)
+    if sat_el is None:
+        el = topo.sat_elevation_deg[topo.user_region][None, None].expand(E, 1, -1)
+        d3 = topo.sat_slant_range_m[topo.user_region][None, None].expand(E, 1, -1)
+    else:  # the orbit: the serving satellite's elevation and range at each user's region
+        el = sat_el[:, None, topo.user_region]
+        d3 = sat_range[:, None, topo.user_region]
     z, u = z_all[:, nt + ni:], u_all[:, nt + nu + ni:]
     sat_db, sat_los = ntn_gain_db(core, d3, el, z, u, ch.satellite_antenna_gain_dbi, env)
     beam_own = topo.region_beam[topo.user_region][None] == torch.arange(
         core.B, device=core.device)[:, None]  # [B, Ut]
-    beam_db = sat_db - torch.where(beam_own, 0.0, ch.satellite_sidelobe_db)[None]
+    if sat_beam_db is None:
+        beam_db = sat_db - torch.where(beam_own, 0.0, ch.satellite_sidelobe_db)[None]
+    else:  # Earth-fixed beams steered at their regions: own beam's pattern, else side lobe
+        beam_db = sat_db + torch.where(beam_own[None], sat_beam_db[:, None, topo.user_region],
+                                       -ch.satellite_sidelobe_db)
     # rows: terrestrial nodes region by region, HAP spot beams, satellite beams
     ls_gain = torch.cat([torch.cat(node_gain, 2).view(E, core.Xt, -1),
                          chn.db_to_linear(spot_db), chn.db_to_linear(beam_db)], 1)

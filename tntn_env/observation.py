@@ -34,7 +34,7 @@ def obs_specs(core) -> dict:
     dem_hi = 1.0 + core.Hs * d.hotspot_demand_bps / d.base_demand_bps
     uav_hi = 0.5 + core.cfg.timing.episode_steps * core.cfg.network.uav_step_m / \
         core.cfg.network.region_size_m
-    return {
+    specs = {
         "satellite": [("sat_alloc", N * (B + 2), 0, 1), ("region_demand", J, 0, dem_hi),
                       ("region_served", J, 0, 1), ("region_se", J, 0, inf),
                       ("region_sat_snr", J, -3, 3), ("region_tn_snr", J, -3, 3),
@@ -50,6 +50,10 @@ def obs_specs(core) -> dict:
                   ("user_demand", K, 0, dem_hi), ("user_rate", K, 0, inf),
                   ("uav_xy", U * 2, -uav_hi, uav_hi), ("timing", 3, 0, 1)],
     }
+    if core.orbit is not None:  # the orbit's parts, after the others (docs/env.md)
+        specs["satellite"] += [("sat_elevation", J, -1, 1), ("coverage", 3, 0, 1)]
+        specs["hap"] += [("sat_elevation", R, -1, 1), ("coverage", 3, 0, 1)]
+    return specs
 
 
 def observe(core, st: CoreState | None = None) -> dict:
@@ -73,10 +77,16 @@ def observe(core, st: CoreState | None = None) -> dict:
     until_sat, until_hap = until(tm.satellite_interval), until(tm.hap_interval)
 
     dem = st.demand_bps.view(E, J, K) / core.cfg.demand.base_demand_bps
+    orb = core.orbit
+    if orb is not None:  # the serving satellite's elevation per region / 90, coverage features
+        sat_el = orb.at(st.t, orb.elevation_deg) / 90.0  # [E, J]
+        cover = orb.at(st.t, orb.features)  # [E, 3]
     out = {}
     if "satellite" in core.tiers:
         parts = [af["satellite"], dem.mean(-1), st.last_served, st.last_se, sat_snr, tn_snr,
                  prog, until_sat]
+        if orb is not None:
+            parts += [sat_el, cover]
         out["satellite"] = torch.cat(parts, 1)[:, None]
     if "hap" in core.tiers:
         ns = torch.cat([node_snr, spot_snr[..., None]], -1).view(E, I, -1)
@@ -85,6 +95,8 @@ def observe(core, st: CoreState | None = None) -> dict:
         parts = [*af["hap"], dem.mean(-1).view(E, I, R), st.last_served.view(E, I, R),
                  st.last_se.view(E, I, R), st.last_fair.view(E, I, R), ns, ns_top,
                  timing[:, None].expand(-1, I, -1)]
+        if orb is not None:
+            parts += [sat_el.view(E, I, R), cover[:, None].expand(-1, I, -1)]
         out["hap"] = torch.cat(parts, -1)
     # Local: holder kind, holder SNR per (user, subband) on this step's realisation.
     hsnr = holder_snr(core, st, holder)

@@ -101,6 +101,16 @@ class TNTNParallelEnv(ParallelEnv):
       interference + noise over noise per subband (last step) ``N``; user positions ``K*2``,
       demands ``K`` and last rates ``K``; UAV positions ``U*2``; timing (3).
 
+    With the orbit on (``orbit_enabled=True``, docs/model.md, Orbit) the satellite's and the
+    HAPs' observations end with two more parts (the layout without the orbit is unchanged):
+    the serving satellite's elevation / 90 at each region centre (satellite ``J``, a HAP its
+    ``R`` regions; in [-1, 1]) and the coverage features (3): steps until the serving
+    satellite drops below ``orbit_min_elevation_deg`` (handover or loss of coverage) /
+    ``episode_steps``, steps until coverage begins (0 while covered) / ``episode_steps``, both
+    clipped to 1, and 1 if the coming end of coverage is a handover to the next satellite of
+    the plane, else 0. Below the minimum elevation the satellite's mask forbids the choices
+    that need it in view (``orbit_outage_choices``: satellite-direct, or every choice but off).
+
     ``state()`` returns the concatenation of all agents' observations (``state_space``).
 
     ## Rewards

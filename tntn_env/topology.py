@@ -39,6 +39,7 @@ class Topology:
     sat_elevation_deg: torch.Tensor  # [J]
     sat_slant_range_m: torch.Tensor  # [J]
     area_size_xy: tuple  # (width_m, height_m)
+    region_latlon_deg: torch.Tensor  # [J, 2] latitude, longitude of each region centre
 
 
 def build_topology(cfg: EnvConfig, device: torch.device) -> Topology:
@@ -80,7 +81,7 @@ def build_topology(cfg: EnvConfig, device: torch.device) -> Topology:
     # Satellite geometry per region: region offsets converted to latitude/longitude around the
     # area centre (small-area approximation), then spherical-Earth elevation and slant range.
     width, height = ncols * size, nrows * size
-    els, ranges = [], []
+    els, ranges, latlon = [], [], []
     for c in centre.tolist():
         dlat = (c[1] - height / 2.0) / 111_320.0
         dlon = (c[0] - width / 2.0) / (111_320.0 * math.cos(math.radians(ch.area_latitude_deg)))
@@ -92,6 +93,7 @@ def build_topology(cfg: EnvConfig, device: torch.device) -> Topology:
                 f"satellite elevation {el:.1f} deg at region {len(els)} is below 10 deg (TR 38.811 "
                 "validity); move subsatellite_latitude_deg/longitude_deg closer to the area")
         els.append(el)
+        latlon.append((ch.area_latitude_deg + dlat, ch.area_longitude_deg + dlon))
         ranges.append(slant_range_m(el, net.satellite_altitude_m))
     return Topology(
         num_regions=J, num_terrestrial=xt, num_tx=xt + J + B,
@@ -102,4 +104,5 @@ def build_topology(cfg: EnvConfig, device: torch.device) -> Topology:
         sat_elevation_deg=torch.tensor(els, device=device),
         sat_slant_range_m=torch.tensor(ranges, device=device),
         area_size_xy=(width, height),
+        region_latlon_deg=torch.tensor(latlon, dtype=torch.float64),
     )
