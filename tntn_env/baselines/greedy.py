@@ -40,6 +40,7 @@ from types import SimpleNamespace
 
 import torch
 
+from ..allocation import orbit_void
 from .common import Policy, current_actions, holders, replace_state, stream_power
 
 _MOVES = torch.tensor([[0.0, 0.0], [1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]])
@@ -294,7 +295,11 @@ def satellite_candidates(core, st, direct_options=(0, 1, 2)) -> torch.Tensor:
         cands.append(choice)
     fixed = 1 + (torch.arange(N, device=dev) * B) // N
     cands.append(fixed[None].expand(E, -1))
-    return torch.stack(cands, 1)
+    out = torch.stack(cands, 1)
+    if core.orbit is not None:  # choices that need the satellite in view: off while it is not
+        C = out.shape[1]
+        out = orbit_void(core, out.reshape(E * C, N), st.t.repeat_interleave(C)).view(E, C, N)
+    return out
 
 
 class GreedyPolicy(Policy):

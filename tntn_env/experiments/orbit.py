@@ -96,34 +96,11 @@ def jobs(preset: Preset, work: Path, threads: int = 1) -> list[TrainJob]:
             for name, ov in conditions(preset).items() for seed in preset.seeds]
 
 
-class MaskedUpper:
-    """A policy whose satellite choices are kept within the satellite's mask (off where the
-    mask forbids a choice): the greedy rule does not know the orbit's masks."""
-
-    def __init__(self, policy):
-        self.policy, self.name = policy, policy.name
-
-    def reset(self, core) -> None:
-        self.policy.reset(core)
-
-    def act(self, core) -> dict:
-        acts = self.policy.act(core)
-        if "satellite" in acts:
-            m = core.padded_mask("satellite", core._masks["satellite"])  # [E, 1, N, C]
-            a = acts["satellite"]
-            ok = torch.gather(m, -1, a[..., None]).squeeze(-1)
-            acts = {**acts, "satellite": torch.where(ok, a, 0)}
-        return acts
-
-
 def make_policy(kind: str, checkpoint: Path | None = None):
-    """The greedy baseline or an HDRL checkpoint's argmax policy, through the evaluation
-    CLI's own factory (:func:`tntn_env.evaluate.make_policy`)."""
-    from ..evaluate import build_parser
-    from ..evaluate import make_policy as factory
+    """The greedy baseline or an HDRL checkpoint's argmax policy."""
+    from ..baselines import CheckpointPolicy, GreedyPolicy
 
-    argv = ["--policy", kind] + (["--checkpoint", str(checkpoint)] if checkpoint else [])
-    return factory(build_parser().parse_args(argv))
+    return GreedyPolicy() if kind == "greedy" else CheckpointPolicy(checkpoint, name=kind)
 
 
 def evaluate_on_pass(policy, overrides: dict, episodes: int) -> list[dict]:
@@ -222,7 +199,7 @@ def run(args: Args) -> dict:
     cond = conditions(preset)
     policies = {}  # label -> (policy factory, evaluation overrides)
     for name in cond:  # greedy on both: on the pass, and on the static satellite
-        policies[f"greedy ({name})"] = (lambda: MaskedUpper(make_policy("greedy")), cond[name])
+        policies[f"greedy ({name})"] = (lambda: make_policy("greedy"), cond[name])
     for res in trained:
         name = "pass" if res.job.overrides == cond["pass"] else "static"
         policies[f"hdrl trained {name} s{res.job.seed}"] = (
