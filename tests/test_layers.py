@@ -16,7 +16,7 @@ from tntn_env.trainer_files import DEFAULT_TRAINER_DIR, TRAINER_FILES, trainer_p
 
 PKG = Path(tntn_env.__file__).resolve().parent
 # config -> channel/topology -> core modules -> views; nothing here imports what sits on top
-LOWER = ("config", "rng", "channel", "topology", "state", "allocation", "checking", "checks",
+LOWER = ("config", "rng", "channel", "topology", "state", "allocation", "checking",
          "links", "scoring", "observation", "dynamics", "kernels", "spaces", "core",
          "pettingzoo_env", "torchrl_env", "render")
 UPPER = ("baselines", "experiments", "evaluate", "demo", "policy", "runs", "trainer_files", "cli")

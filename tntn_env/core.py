@@ -43,7 +43,7 @@ import torch
 
 from . import allocation, checking, dynamics, kernels, links, observation, orbit, rng, scoring
 from . import channel as chn
-from .checks import check_not_finished, check_reset_args
+from .checking import check_not_finished, check_reset_args
 from .config import EnvConfig, make_config
 from .state import STATE_FIELDS, CoreState, Scored
 from .topology import TX_HAP, TX_SAT, TX_TBS, TX_UAV, build_topology
