@@ -57,7 +57,7 @@ class Preset:
 PRESETS = {
     "tiny": Preset("tiny", (1,), 160, 2, SMALL, ("--num-envs", "4", "--num-steps", "20",
                                                  "--update-epochs", "2")),
-    "quick": Preset("quick", (1, 2), 16_384, 8, SMALL),
+    "quick": Preset("quick", (1, 2), 65_536, 8, SMALL),
     "paper": Preset("paper", (1, 2, 3), 500_000, 8, {"orbit_enabled": True}),
 }
 
