@@ -31,6 +31,8 @@ from tntn_env.experiments.launch import mean_ci95
 METRICS = ("spectral_efficiency", "throughput_mbps", "reward", "uav_penalty")  # of SYSTEM_METRICS
 assert set(METRICS) <= set(SYSTEM_METRICS), METRICS
 ORDER = ("hdrl", "mappo", "ppo_single", "greedy", "exhaustive", "random")
+LABEL = {"hdrl": "HDRL", "mappo": "MADRL (MAPPO)", "ppo_single": "SADRL (PPO)", "greedy": "greedy",
+         "exhaustive": "exhaustive search", "random": "random"}
 
 
 def load(root: Path) -> dict:
@@ -103,7 +105,7 @@ def summary(groups: dict) -> str:
                   key=lambda p: ORDER.index(p) if p in ORDER else 99)
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for p in pols:
-        row = [p]
+        row = [LABEL.get(p, p)]
         for sc, st, b in cols:
             pol = groups.get((sc, st), {})
             if p not in pol:
