@@ -204,9 +204,13 @@ def main(argv=None) -> None:
     p.add_argument("--eval-episodes", type=int, default=0,
                    help="after training: SE over this many episodes, seeds from --eval-seed")
     p.add_argument("--eval-seed", type=int, default=10_000)
+    p.add_argument("--summary", default=None,
+                   help="write the settings, wall time and evaluation here (JSON)")
     a = p.parse_args(argv)
     import ast
     import json
+    import sys
+    import time
     exp_over = {}
     for kv in a.experiment:
         k, _, v = kv.partition("=")
@@ -216,9 +220,20 @@ def main(argv=None) -> None:
             exp_over[k] = v
     exp = experiment(a.algorithm, a.scenario, a.seed, a.frames, parse_overrides(",".join(a.set)),
                      exp_over, a.save_folder)
+    start = time.time()
     exp.run()
+    summary = {"command": "python -m tntn_env.benchmarl " + " ".join(sys.argv[1:] if argv is None
+                                                                     else argv),
+               "algorithm": a.algorithm, "scenario": a.scenario, "seed": a.seed,
+               "overrides": parse_overrides(",".join(a.set)), "experiment_overrides": exp_over,
+               "frames": exp.total_frames, "train_wall_s": round(time.time() - start, 1),
+               "torch_threads": torch.get_num_threads()}
     if a.eval_episodes:
-        print(json.dumps(evaluate(exp, a.eval_seed, a.eval_episodes), indent=1))
+        summary["evaluation"] = evaluate(exp, a.eval_seed, a.eval_episodes)
+    print(json.dumps(summary, indent=1))
+    if a.summary:
+        with open(a.summary, "w") as f:
+            json.dump(summary, f, indent=1)
 
 
 __all__ = ["TNTNClass", "TNTNTask", "evaluate", "experiment", "main", "make_env"]
