@@ -108,6 +108,46 @@ def test_batched_env_check_env_specs(name):
     check_env_specs(env)  # TorchRL's masked random actions: raise mode accepts all of them
 
 
+@pytest.mark.parametrize("name", ["sag", "uav"])
+def test_positions_layout_equals_the_multi_layout(name):
+    """action_layout="positions" (one Categorical per agent and position, BenchMARL's layout):
+    specs pass TorchRL's checks, its masked random actions are feasible (raise mode), and the
+    same actions regrouped to [E, A, P] step the default layout identically."""
+    scenario, overrides = CONFIGS[name]
+    E, steps = 2, 6
+    penv = TNTNTorchRLEnv(scenario, num_envs=E, action_layout="positions", **overrides)
+    penv.set_seed(3)
+    check_env_specs(penv)
+    menv = TNTNTorchRLEnv(scenario, num_envs=E, **overrides)
+    penv.set_seed(5)
+    menv.set_seed(5)
+    ptd = penv.rollout(steps)
+    mtd = menv.reset()
+    for k in range(steps):
+        for t in menv.tiers:
+            A, nvec = menv.core.num_agents[t], menv.core.nvec[t]
+            P = len(nvec)
+            pobs = ptd[:, k][t, "observation"].reshape(E, A, P, -1)
+            close(pobs[:, :, 0, :-P].numpy(), mtd[t, "observation"].numpy())
+            assert (pobs[:, :, :, -P:] == torch.eye(P)).all()
+            pmask = ptd[:, k][t, "action_mask"].reshape(E, A, P, -1)
+            offs = np.cumsum(nvec) - nvec
+            for p in range(P):
+                assert torch.equal(pmask[:, :, p, :nvec[p]],
+                                   mtd[t, "action_mask"][:, :, offs[p]:offs[p] + nvec[p]])
+                assert not pmask[:, :, p, nvec[p]:].any()
+            mtd[t, "action"] = ptd[:, k][t, "action"].reshape(E, A, P)
+        mtd = menv.step(mtd)
+        for t in menv.tiers:
+            A, P = menv.core.num_agents[t], len(menv.core.nvec[t])
+            prew = ptd[:, k]["next", t, "reward"].reshape(E, A, P)
+            close(prew[:, :, 0].numpy(), mtd["next", t, "reward"][..., 0].numpy())
+            assert (prew == prew[:, :, :1]).all()
+        close(ptd[:, k]["next", "info", "spectral_efficiency"].numpy(),
+              mtd["next", "info", "spectral_efficiency"].numpy())
+        mtd = mtd["next"]
+
+
 def close(a, b):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 

@@ -55,15 +55,29 @@ class TNTNTorchRLEnv(EnvBase):
     group's) resets those envs only. ``set_seed(s)`` seeds env i with ``s + i``, exactly as
     ``TNTNCore.reset(seed=s)``; a reset without a seed starts each env's next episode.
 
+    ## Positions layout (``action_layout="positions"``)
+
+    For libraries whose MARL algorithms take one categorical action per agent (BenchMARL's
+    MAPPO / IPPO with ``MaskedCategorical``): each (agent, position) pair of a tier is one agent
+    of its group, ``A * P`` agents in agent-major order, named ``"<agent>/<p>"``. Per such agent
+    ``(group, "observation")`` is the agent's observation followed by a one-hot of the
+    position (``obs_size + P``), ``(group, "action")`` a ``Categorical`` of ``max(nvec)``
+    choices with ``(group, "action_mask")`` bool ``[E, A * P, max(nvec)]`` (the position's
+    flat-mask entries, padding False), and ``"decides"`` and ``"reward"`` are the agent's.
+    Actions are regrouped to ``[E, A, P]`` for the core: the same env, a factorised policy.
+
     ## Arguments
 
-    ``TNTNTorchRLEnv(scenario="sag", num_envs=1, device="cpu", config=None, **overrides)``:
-    a preset with config overrides (as :func:`tntn_env.parallel_env`), or an
-    :class:`~tntn_env.EnvConfig`.
+    ``TNTNTorchRLEnv(scenario="sag", num_envs=1, device="cpu", config=None,
+    action_layout="multi", **overrides)``: a preset with config overrides (as
+    :func:`tntn_env.parallel_env`), or an :class:`~tntn_env.EnvConfig`; ``action_layout``
+    ``"multi"`` (above) or ``"positions"``.
     """
 
     def __init__(self, scenario: str = "sag", num_envs: int = 1, device="cpu",
-                 config: EnvConfig | None = None, **overrides):
+                 config: EnvConfig | None = None, action_layout: str = "multi", **overrides):
+        if action_layout not in ("multi", "positions"):
+            raise ValueError(f"action_layout = {action_layout!r}; allowed: 'multi', 'positions'")
         if config is not None and overrides:
             raise ValueError(f"pass either config or overrides, not both; got overrides "
                              f"{sorted(overrides)}")
@@ -71,7 +85,18 @@ class TNTNTorchRLEnv(EnvBase):
         self.core = core = TNTNCore(cfg, num_envs=num_envs, device=device, check_actions=True)
         super().__init__(device=core.device, batch_size=torch.Size([num_envs]))
         self.tiers = core.tiers
+        self.action_layout = action_layout
         self.group_map = {t: core.agent_names(t) for t in self.tiers}
+        if action_layout == "positions":
+            self._pos = {}  # tier -> (flat index [P, C], valid [P, C], position one-hots [P, P])
+            for t in self.tiers:
+                nvec = torch.tensor(core.nvec[t], device=core.device)
+                P, C = len(nvec), int(nvec.max())
+                choice = torch.arange(C, device=core.device)
+                valid = choice < nvec[:, None]
+                index = torch.where(valid, (torch.cumsum(nvec, 0) - nvec)[:, None] + choice, 0)
+                self._pos[t] = (index, valid, torch.eye(P, device=core.device))
+                self.group_map[t] = [f"{a}/{p}" for a in core.agent_names(t) for p in range(P)]
         self._seed: int | None = None
         self._make_specs()
 
@@ -82,6 +107,18 @@ class TNTNTorchRLEnv(EnvBase):
         rew = Composite(shape=(E,), device=dev)
         for t in self.tiers:
             A, nvec = core.num_agents[t], core.nvec[t]
+            if self.action_layout == "positions":
+                P, C, D = len(nvec), max(nvec), core.obs_size(t)
+                obs[t] = Composite({
+                    "observation": Unbounded((E, A * P, D + P), device=dev),
+                    "action_mask": Categorical(2, (E, A * P, C), device=dev, dtype=torch.bool),
+                    "decides": Categorical(2, (E, A * P, 1), device=dev, dtype=torch.bool),
+                }, shape=(E, A * P), device=dev)
+                act[t] = Composite({"action": Categorical(C, (E, A * P), device=dev)},
+                                   shape=(E, A * P), device=dev)
+                rew[t] = Composite({"reward": Unbounded((E, A * P, 1), device=dev)},
+                                   shape=(E, A * P), device=dev)
+                continue
             obs[t] = Composite({
                 "observation": Unbounded((E, A, core.obs_size(t)), device=dev),
                 "action_mask": Categorical(2, (E, A, sum(nvec)), device=dev, dtype=torch.bool),
@@ -131,6 +168,9 @@ class TNTNTorchRLEnv(EnvBase):
 
     def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
         acts = {t: tensordict.get((t, "action")) for t in self.tiers}
+        if self.action_layout == "positions":
+            acts = {t: a.reshape(self.core.num_envs, self.core.num_agents[t], -1)
+                    for t, a in acts.items()}
         out = self.core.step(acts)
         info = {k: v.float() for k, v in out["metrics"].items()}
         info["voided_actions"] = out["voided"].float()
@@ -148,9 +188,27 @@ class TNTNTorchRLEnv(EnvBase):
                      "decides": decides[t].view(E, 1, 1).expand(E, A, 1)}
             if rewards is not None:
                 group["reward"] = rewards[t][..., None]
-            src[t] = TensorDict(group, batch_size=(E, A), device=self.device)
-            self.full_action_spec[t, "action"].update_mask(masks[t])
+            if self.action_layout == "positions":
+                group = self._positions(t, group)
+            src[t] = TensorDict(group, batch_size=group["decides"].shape[:2],
+                                device=self.device)
+            self.full_action_spec[t, "action"].update_mask(group["action_mask"])
         return TensorDict(src, batch_size=self.batch_size, device=self.device)
+
+    def _positions(self, tier: str, group: dict) -> dict:
+        """A tier's group entries [E, A, ...] in the positions layout [E, A * P, ...]."""
+        index, valid, eye = self._pos[tier]
+        obs = group["observation"]
+        (E, A, D), P = obs.shape, index.shape[0]
+        out = {
+            "observation": torch.cat((obs[:, :, None].expand(E, A, P, D),
+                                      eye.expand(E, A, P, P)), -1).reshape(E, A * P, D + P),
+            "action_mask": (group["action_mask"][:, :, index] & valid).reshape(E, A * P, -1),
+            "decides": group["decides"][:, :, None].expand(E, A, P, 1).reshape(E, A * P, 1),
+        }
+        if "reward" in group:
+            out["reward"] = group["reward"][:, :, None].expand(E, A, P, 1).reshape(E, A * P, 1)
+        return out
 
 
 __all__ = ["TNTNTorchRLEnv"]
