@@ -10,18 +10,14 @@ elsewhere."""
 from __future__ import annotations
 
 import math
-import os
 
 import pytest
+from required import require
 
 try:
     from benchmarl.experiment.callback import Callback
 except ImportError as e:
-    _msg = (f"needs benchmarl ({e}): pip install -e \".[benchmarl]\" in its own virtual "
-            "environment (.ci/run does; TNTN_REQUIRE_BENCHMARL=1 makes this a failure)")
-    if os.environ.get("TNTN_REQUIRE_BENCHMARL") == "1":
-        pytest.fail(_msg, pytrace=False)
-    pytest.skip(_msg, allow_module_level=True)
+    require("benchmarl", "benchmarl", e)
 
 from tntn_env.benchmarl import evaluate, experiment
 from tntn_env.config import TINY_OVERRIDES

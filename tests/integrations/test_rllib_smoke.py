@@ -8,19 +8,15 @@ from the main test environment's, so ``.ci/run`` runs it in its own virtual envi
 from __future__ import annotations
 
 import math
-import os
 
 import pytest
+from required import require
 
 try:
     import ray
     from ray.rllib.algorithms.ppo import PPOConfig
 except ImportError as e:
-    _msg = (f"needs ray[rllib] ({e}): pip install -e \".[rllib]\" in its own virtual "
-            "environment (.ci/run does; TNTN_REQUIRE_RLLIB=1 makes this a failure)")
-    if os.environ.get("TNTN_REQUIRE_RLLIB") == "1":
-        pytest.fail(_msg, pytrace=False)
-    pytest.skip(_msg, allow_module_level=True)
+    require("rllib", "ray[rllib]", e)
 
 from tntn_env.config import TINY_OVERRIDES
 from tntn_env.rllib import configure
