@@ -301,6 +301,26 @@ def test_memory_limit_is_a_config_field():
         make_config("sag", memory_limit_gib=0)
 
 
+def test_too_many_envs_for_the_free_memory_are_refused(monkeypatch):
+    import torch
+
+    from tntn_env import TNTNCore, checking
+    from tntn_env.config import memory_estimate_bytes
+
+    free = checking.available_memory_bytes(torch.device("cpu"))
+    assert free is None or free > 2 ** 20  # read from the machine (Linux: /proc/meminfo)
+    cfg = make_config("sag")
+    per_env = memory_estimate_bytes(cfg, 2) - memory_estimate_bytes(cfg, 1)
+    fixed = memory_estimate_bytes(cfg, 1) - per_env  # tables shared by the envs
+    monkeypatch.setattr(checking, "available_memory_bytes",
+                        lambda device: fixed + 100 * per_env)
+    with pytest.raises(ValueError, match=r"num_envs = 1000 is too many for cpu: 1000 "
+                                         r"environments .* need about .* allowed: at most about "
+                                         r"100 environments"):
+        TNTNCore(scenario="sag", num_envs=1000)
+    assert TNTNCore(scenario="sag", num_envs=64).num_envs == 64  # within the free memory
+
+
 @pytest.mark.parametrize("kwargs,pattern", [
     (dict(tbs_power_dbm=(True, 20)), r"tbs_power_dbm = \(True, 20\) is invalid"),
     (dict(uav_power_dbm=(5, False)), r"uav_power_dbm = \(5, False\) is invalid"),

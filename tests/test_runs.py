@@ -2,10 +2,12 @@
 resumed run keeps saving and logs each TensorBoard step once, non-finite losses stop the run,
 checkpoints of another trainer are refused with a clear message (tntn_env/runs.py)."""
 
+import json
 import math
 import shutil
 import subprocess
 import sys
+import types
 
 import pytest
 import torch
@@ -214,3 +216,26 @@ def test_trajectory_digest_compare_loads_tensors_only(tmp_path, monkeypatch):
     with pytest.raises(SystemExit) as e:
         mod.main()
     assert e.value.code == 0 and seen == [True]
+
+
+def test_eval_only_never_replaces_an_earlier_evaluation(tmp_path, capsys):
+    ck = tmp_path / "run" / "checkpoint.pt"
+    ck.parent.mkdir()
+    calls = []
+
+    def evaluate(path, episodes, seed, device, greedy):
+        calls.append(seed)
+        return {"checkpoint": str(path), "eval_seed": seed}
+
+    args = types.SimpleNamespace(eval_only=str(ck), eval_episodes=2, eval_greedy=True)
+    for seed in (1, 2, 3):
+        args.eval_seed = seed
+        with pytest.raises(SystemExit) as e:
+            runs.eval_only(evaluate, args, "cpu", rank=0)
+        assert e.value.code == 0
+    written = {p.name: json.loads(p.read_text())["eval_seed"] for p in ck.parent.glob("*.json")}
+    assert written == {"eval.json": 1, "eval-1.json": 2, "eval-2.json": 3}
+    assert "wrote " + str(ck.parent / "eval-2.json") in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:  # other ranks exit at once, write nothing
+        runs.eval_only(evaluate, args, "cpu", rank=1)
+    assert e.value.code == 0 and calls == [1, 2, 3]

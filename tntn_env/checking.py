@@ -18,7 +18,40 @@ import numpy as np
 import torch
 
 from .allocation import masks_after
+from .config import EnvConfig, memory_breakdown, memory_estimate_bytes
 from .state import CoreState
+
+
+def available_memory_bytes(device: torch.device) -> int | None:
+    """Memory free for a new core on ``device``: CUDA's free memory, on CPU Linux's
+    ``MemAvailable`` (``/proc/meminfo``); ``None`` where it cannot be read."""
+    try:
+        if device.type == "cuda":
+            return int(torch.cuda.mem_get_info(device)[0])
+        if device.type == "cpu":
+            with open("/proc/meminfo") as f:
+                for line in f:
+                    if line.startswith("MemAvailable:"):
+                        return int(line.split()[1]) * 1024
+    except (OSError, RuntimeError, ValueError, IndexError):
+        pass
+    return None
+
+
+def check_memory(cfg: EnvConfig, num_envs: int, device: torch.device) -> None:
+    """Refuse ``num_envs`` environments of ``cfg`` whose estimated memory
+    (:func:`tntn_env.config.memory_estimate_bytes`) is above what ``device`` has free, before
+    anything is allocated (one environment is bounded by ``memory_limit_gib`` already)."""
+    free = available_memory_bytes(device)
+    need = memory_estimate_bytes(cfg, num_envs)
+    if free is not None and need > free:
+        per_env = memory_estimate_bytes(cfg, 2) - memory_estimate_bytes(cfg, 1)
+        fits = max(0, (free - (memory_estimate_bytes(cfg, 1) - per_env)) // max(per_env, 1))
+        raise ValueError(
+            f"num_envs = {num_envs} is too many for {device}: {num_envs} environments of this "
+            f"config need about {need / 2 ** 30:,.1f} GiB (estimate: "
+            f"{memory_breakdown(cfg, num_envs)}), and {free / 2 ** 30:,.2f} GiB is free; "
+            f"allowed: at most about {fits:,} environments")
 
 
 def check_format(core, actions: dict) -> dict:

@@ -86,6 +86,7 @@ class TNTNCore:
         if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
             raise ValueError(f"num_envs = {num_envs!r} is invalid; allowed: an integer >= 1")
         mode = kernels.resolve_mode(compile, num_envs, torch.device(device))
+        checking.check_memory(config, num_envs, torch.device(device))
         self.cfg = cfg = config
         self.num_envs = num_envs
         self.device = torch.device(device)

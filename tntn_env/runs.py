@@ -358,17 +358,35 @@ def evaluate(path, episodes: int, seed: int, device, greedy: bool, *, args_cls, 
             "infeasible_actions": infeasible, "policy_ms_per_step": 1e3 * secs / steps}
 
 
+def eval_path(checkpoint) -> Path:
+    """Where ``--eval-only`` writes: ``eval.json`` next to the checkpoint, or where that exists
+    the first free ``eval-1.json``, ``eval-2.json``, ...: an earlier evaluation is never
+    replaced."""
+    folder = Path(checkpoint).parent
+    path, n = folder / "eval.json", 0
+    while path.exists():
+        n += 1
+        path = folder / f"eval-{n}.json"
+    return path
+
+
 def eval_only(evaluate, args, device, rank: int) -> typing.NoReturn:
     """``--eval-only``: ``evaluate(checkpoint, episodes, seed, device, greedy)`` on rank 0,
-    printed and written to ``eval.json`` next to the checkpoint; then the process exits (a bad
-    checkpoint: exit status 1 with the message)."""
+    printed and written to :func:`eval_path` next to the checkpoint; then the process exits (a
+    bad checkpoint or an unwritable folder: exit status 1 with the message, before the
+    evaluation runs)."""
     if rank > 0:  # evaluation runs on rank 0 only
         raise SystemExit(0)
+    path = eval_path(args.eval_only)
+    if path.parent.is_dir() and not os.access(path.parent, os.W_OK):
+        raise SystemExit(f"error: cannot write {path}: the folder is not writable")
     try:
         res = evaluate(args.eval_only, args.eval_episodes, args.eval_seed, device,
                        args.eval_greedy)
     except ValueError as e:  # the checkpoint: missing, another trainer's, ...
         raise SystemExit(f"error: {e}") from None
-    Path(args.eval_only).parent.joinpath("eval.json").write_text(json.dumps(res, indent=2))
+    with open(path, "x") as f:  # "x": fails rather than replace a file written meanwhile
+        f.write(json.dumps(res, indent=2))
     print(json.dumps(res, indent=2))
+    print(f"wrote {path}", file=sys.stderr)
     raise SystemExit(0)

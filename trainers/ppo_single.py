@@ -68,7 +68,7 @@ class Args:
     """continue a run from its checkpoint: same dir, step, Args, saving (CLI may change: budget,
     device, threads, saving; other arguments are refused)"""
     eval_only: str | None = None
-    """checkpoint whose policy is evaluated (see eval_greedy); writes eval.json next to it"""
+    """checkpoint to evaluate (see eval_greedy); writes eval.json next to it, or eval-N.json"""
     eval_episodes: int = 8
     """episodes of the evaluation (run as that many parallel envs)"""
     eval_seed: int = 10_000
