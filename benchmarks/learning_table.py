@@ -1,6 +1,7 @@
 """Learned policies against greedy and exhaustive search: the table of docs/learning.md.
 
-Reads the ``summary.json`` files that ``python -m tntn_env.evaluate`` wrote under ``DIR``, one
+Reads the ``summary.json`` files that ``python -m tntn_env.evaluate`` (or, for BenchMARL's
+policies, ``python -m tntn_env.benchmarl --eval-out``) wrote under ``DIR``, one
 folder per evaluation named ``<policy>__<scenario>__<steps>[__s<seed>]`` (the learned policies
 with their training seed; the baselines without), and prints a markdown table per (scenario,
 episode length): each policy's mean over its training seeds of the per-run mean over episodes,
@@ -30,8 +31,11 @@ from tntn_env.experiments.launch import mean_ci95
 
 METRICS = ("spectral_efficiency", "throughput_mbps", "reward", "uav_penalty")  # of SYSTEM_METRICS
 assert set(METRICS) <= set(SYSTEM_METRICS), METRICS
-ORDER = ("hdrl", "mappo", "ppo_single", "greedy", "exhaustive", "random")
-LABEL = {"hdrl": "HDRL", "mappo": "MADRL (MAPPO)", "ppo_single": "SADRL (PPO)", "greedy": "greedy",
+ORDER = ("hdrl", "mappo", "ppo_single", "benchmarl_mappo", "benchmarl_ippo", "greedy",
+         "exhaustive", "random")
+LABEL = {"hdrl": "HDRL", "mappo": "MADRL (MAPPO)", "ppo_single": "SADRL (PPO)",
+         "benchmarl_mappo": "BenchMARL MAPPO (stock MLP)",
+         "benchmarl_ippo": "BenchMARL IPPO (stock MLP)", "greedy": "greedy",
          "exhaustive": "exhaustive search", "random": "random"}
 
 

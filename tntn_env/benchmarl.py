@@ -23,8 +23,16 @@ Needs ``benchmarl`` (``pip install -e ".[benchmarl]"``); ``tntn_env`` itself doe
 from __future__ import annotations
 
 import argparse
+import ast
 import copy
+import csv
 import functools
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
 from typing import Any
 
 try:
@@ -141,7 +149,8 @@ def experiment(algorithm: str = "mappo", scenario: str = "sag", seed: int = 0,
                callbacks: list | None = None):
     """A BenchMARL ``Experiment`` of ``algorithm`` (``"mappo"`` / ``"ippo"``, their yaml
     defaults) with BenchMARL's MLP for actor and critic on ``scenario``. BenchMARL's experiment
-    defaults apart from: CSV logging only, ``max_n_frames`` if given, and
+    defaults apart from: CSV logging only, no rendering, checkpoints without the replay buffers
+    (``exclude_buffer_from_checkpoint``), ``max_n_frames`` if given, and
     ``experiment_overrides`` (ExperimentConfig fields); ``callbacks``: BenchMARL callbacks."""
     from benchmarl.algorithms import IppoConfig, MappoConfig
     from benchmarl.experiment import Experiment, ExperimentConfig
@@ -153,6 +162,7 @@ def experiment(algorithm: str = "mappo", scenario: str = "sag", seed: int = 0,
     config = ExperimentConfig.get_from_yaml()
     config.loggers = ["csv"]
     config.render = False
+    config.exclude_buffer_from_checkpoint = True  # on-policy: refilled every batch, ~1 GB
     if max_n_frames is not None:
         config.max_n_frames = max_n_frames
     if save_folder is not None:
@@ -168,25 +178,103 @@ def experiment(algorithm: str = "mappo", scenario: str = "sag", seed: int = 0,
                       callbacks=callbacks)
 
 
-def evaluate(exp, seed: int = 10_000, episodes: int = 8, deterministic: bool = True) -> dict:
-    """Spectral efficiency of ``exp``'s policy over ``episodes`` full episodes, seeds
-    ``seed..seed+episodes-1``: per episode the mean over its steps (as ``tntn_env.evaluate``),
-    then their mean and standard deviation; also the repaired positions (0 in raise mode)."""
+def evaluate(exp, seed: int = 10_000, episodes: int = 8, deterministic: bool = True,
+             overrides: dict | None = None, out: str | Path | None = None,
+             overwrite: bool = False, checkpoint: str | None = None) -> dict:
+    """``exp``'s policy over ``episodes`` full episodes, seeds ``seed..seed+episodes-1`` (the
+    episodes ``python -m tntn_env.evaluate`` runs for the same seeds), on the task's env with
+    ``overrides`` on top (e.g. ``{"episode_steps": 50}``). Returns a summary in
+    ``tntn_env.evaluate``'s format (per system metric the mean and population std over episodes
+    of each episode's mean over its steps; decision time per env and step) plus the repaired
+    positions (0 in raise mode); with ``out``, writes ``summary.json`` and ``episodes.csv``
+    there (checked first; existing results refused unless ``overwrite``), so that
+    ``benchmarks/learning_table.py`` reads it beside the other policies."""
     from torchrl.envs.utils import ExplorationType, set_exploration_type
 
+    from .core import SYSTEM_METRICS
+    from .evaluate import EPISODE_COLUMNS, machine_info, mean_std, prepare_out_dir
+
+    if episodes < 1 or seed < 0:
+        raise ValueError(f"episodes = {episodes}, seed = {seed}; need episodes >= 1, seed >= 0")
     task = exp.task
-    env = make_env(task._scenario(), dict(task.config), episodes, seed, exp.config.sampling_device)
+    env_overrides = {**dict(task.config), **dict(overrides or {})}
+    if out is not None:
+        out = Path(out)
+        prepare_out_dir(out, overwrite)
+    env = make_env(task._scenario(), env_overrides, episodes, seed, exp.config.sampling_device)
+    steps = task.max_steps(env)
+    times: list[float] = []
+
+    def policy(td):
+        t0 = time.perf_counter()
+        td = exp.policy(td)
+        times.append((time.perf_counter() - t0) / episodes)
+        return td
+
     kind = ExplorationType.DETERMINISTIC if deterministic else ExplorationType.RANDOM
+    t_start = time.perf_counter()
     with torch.no_grad(), set_exploration_type(kind):
-        td = env.rollout(task.max_steps(env), policy=exp.policy, auto_cast_to_device=True)
-    se = td["next", "info", "spectral_efficiency"].mean(1)  # [episodes]
-    return {"spectral_efficiency_mean": se.mean().item(),
-            "spectral_efficiency_std": se.std(unbiased=False).item(),
-            "spectral_efficiency_per_episode": se.tolist(),
-            "throughput_mbps_mean": td["next", "info", "throughput_mbps"].mean().item(),
-            "repaired_actions": int(td["next", "info", "repaired_actions"].sum().item()),
-            "seeds": [seed, seed + episodes - 1], "episodes": episodes,
-            "steps": int(td.shape[1]), "deterministic": deterministic}
+        td = env.rollout(steps, policy=policy, auto_cast_to_device=True)
+    wall = time.perf_counter() - t_start
+    info = td["next", "info"]  # [episodes, steps]
+    per_ep = {k: info[k].double().mean(1).tolist() for k in SYSTEM_METRICS}
+    reward_sum = info["reward"].double().sum(1).tolist()
+    rows = [{"episode": i, "seed": seed + i, "steps": int(td.shape[1]),
+             **{k: per_ep[k][i] for k in SYSTEM_METRICS}, "reward_sum": reward_sum[i],
+             "decision_time_mean_s": sum(times) / len(times),
+             "decision_time_max_s": max(times)} for i in range(episodes)]
+    name = exp.algorithm_name
+    summary = {
+        "policy": f"benchmarl_{name}", "label": f"BenchMARL {name.upper()} (stock MLP)",
+        "scenario": task._scenario(), "overrides": env_overrides, "seed": seed,
+        "episodes": episodes, "seeds": list(range(seed, seed + episodes)),
+        "episode_steps": int(td.shape[1]), "num_envs": episodes,
+        "device": str(exp.config.sampling_device), "checkpoint": checkpoint,
+        "sampled": not deterministic,
+        "metrics": {k: mean_std(per_ep[k]) for k in SYSTEM_METRICS},
+        "reward_sum": mean_std(reward_sum),
+        "decision_time_s": {"mean": sum(times) / len(times), "max": max(times),
+                            "note": "wall time of the policy per env (batch time / episodes)"},
+        "repaired_actions": int(info["repaired_actions"].sum().item()),
+        "wall_time_s": wall, "machine": machine_info(), "files": {"episodes": "episodes.csv"},
+    }
+    if out is not None:
+        with open(out / "episodes.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=EPISODE_COLUMNS)
+            w.writeheader()
+            w.writerows(rows)
+        with open(out / "summary.json", "w") as f:
+            json.dump(summary, f, indent=2)
+    return summary
+
+
+def slim_checkpoint(src: str | Path, dst: str | Path) -> Path:
+    """A copy of BenchMARL checkpoint ``src`` without its replay buffers (an on-policy buffer
+    is refilled every batch; it is most of the file), with the experiment's ``config.pkl``, in
+    BenchMARL's layout: ``dst/checkpoints/<name>`` and ``dst/config.pkl``, so that
+    ``Experiment.reload_from_file`` (or ``--restore``) reloads it."""
+    src, dst = Path(src), Path(dst)
+    state = torch.load(src, map_location="cpu", weights_only=False)
+    for k in state:
+        if k.startswith("buffer_"):
+            state[k] = None
+    (dst / "checkpoints").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src.parent.parent / "config.pkl", dst / "config.pkl")
+    torch.save(state, dst / "checkpoints" / src.name)
+    return dst / "checkpoints" / src.name
+
+
+def _literal(items: list[str], flag: str) -> dict:
+    out = {}
+    for kv in items:
+        k, sep, v = kv.partition("=")
+        if not sep or not k:
+            raise SystemExit(f"{flag} {kv!r}: expected KEY=VALUE")
+        try:
+            out[k] = ast.literal_eval(v)
+        except (ValueError, SyntaxError):
+            out[k] = v
+    return out
 
 
 def main(argv=None) -> None:
@@ -201,42 +289,61 @@ def main(argv=None) -> None:
     p.add_argument("--experiment", action="append", default=[], metavar="KEY=VALUE",
                    help="ExperimentConfig field, Python literal value (repeatable)")
     p.add_argument("--save-folder", default=None)
+    p.add_argument("--restore", default=None, metavar="CHECKPOINT",
+                   help="no training: reload this BenchMARL checkpoint (its config.pkl two "
+                        "folders up) and evaluate it; the task flags are the checkpoint's")
     p.add_argument("--eval-episodes", type=int, default=0,
-                   help="after training: SE over this many episodes, seeds from --eval-seed")
+                   help="after training: evaluate over this many episodes, seeds from --eval-seed")
     p.add_argument("--eval-seed", type=int, default=10_000)
+    p.add_argument("--eval-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override for the evaluation only, e.g. episode_steps=50")
+    p.add_argument("--eval-out", default=None,
+                   help="write the evaluation (summary.json, episodes.csv) to this folder")
+    p.add_argument("--overwrite", action="store_true", help="replace results in --eval-out")
     p.add_argument("--summary", default=None,
                    help="write the settings, wall time and evaluation here (JSON)")
     a = p.parse_args(argv)
-    import ast
-    import json
-    import sys
-    import time
-    exp_over = {}
-    for kv in a.experiment:
-        k, _, v = kv.partition("=")
+    exp_over = _literal(a.experiment, "--experiment")
+    eval_over = parse_overrides(",".join(a.eval_set))
+    if a.eval_out is not None:
+        from .evaluate import prepare_out_dir
         try:
-            exp_over[k] = ast.literal_eval(v)
-        except (ValueError, SyntaxError):
-            exp_over[k] = v
-    exp = experiment(a.algorithm, a.scenario, a.seed, a.frames, parse_overrides(",".join(a.set)),
-                     exp_over, a.save_folder)
-    start = time.time()
-    exp.run()
+            prepare_out_dir(Path(a.eval_out), a.overwrite)  # before hours of training
+        except ValueError as e:
+            raise SystemExit(f"--eval-out: {e}") from None
+    if a.restore is not None:
+        from benchmarl.experiment import Experiment
+
+        if not a.eval_episodes:
+            raise SystemExit("--restore evaluates a checkpoint: give --eval-episodes N")
+        scratch = tempfile.mkdtemp(prefix="tntn-benchmarl-")  # BenchMARL writes its folder here
+        exp = Experiment.reload_from_file(a.restore, experiment_patch={
+            "loggers": [], "create_json": False, "save_folder": scratch})
+        start = time.time()
+    else:
+        exp = experiment(a.algorithm, a.scenario, a.seed, a.frames,
+                         parse_overrides(",".join(a.set)), exp_over, a.save_folder)
+        start = time.time()
+        exp.run()
     summary = {"command": "python -m tntn_env.benchmarl " + " ".join(sys.argv[1:] if argv is None
                                                                      else argv),
-               "algorithm": a.algorithm, "scenario": a.scenario, "seed": a.seed,
-               "overrides": parse_overrides(",".join(a.set)), "experiment_overrides": exp_over,
-               "frames": exp.total_frames, "train_wall_s": round(time.time() - start, 1),
-               "torch_threads": torch.get_num_threads()}
+               "algorithm": exp.algorithm_name, "scenario": exp.task._scenario(),
+               "seed": exp.seed, "overrides": dict(exp.task.config),
+               "experiment_overrides": exp_over, "restored": a.restore,
+               "frames": exp.total_frames, "train_wall_s": None if a.restore
+               else round(time.time() - start, 1), "torch_threads": torch.get_num_threads()}
     if a.eval_episodes:
-        summary["evaluation"] = evaluate(exp, a.eval_seed, a.eval_episodes)
+        summary["evaluation"] = evaluate(exp, a.eval_seed, a.eval_episodes, overrides=eval_over,
+                                         out=a.eval_out, overwrite=a.overwrite,
+                                         checkpoint=a.restore)
     print(json.dumps(summary, indent=1))
     if a.summary:
         with open(a.summary, "w") as f:
             json.dump(summary, f, indent=1)
 
 
-__all__ = ["TNTNClass", "TNTNTask", "evaluate", "experiment", "main", "make_env"]
+__all__ = ["TNTNClass", "TNTNTask", "evaluate", "experiment", "main", "make_env",
+           "slim_checkpoint"]
 
 if __name__ == "__main__":
     main()

@@ -176,7 +176,8 @@ def make_policy(args):
     return baselines.ExhaustivePolicy(subspace=sub, max_candidates=args.max_candidates)
 
 
-def _machine() -> dict:
+def machine_info() -> dict:
+    """Platform, versions, cores, torch threads and load average, recorded with a result."""
     try:
         load = os.getloadavg()
     except OSError:
@@ -186,7 +187,8 @@ def _machine() -> dict:
             "torch_threads": torch.get_num_threads(), "load_average": load}
 
 
-def _mean_std(xs):
+def mean_std(xs):
+    """Mean and population standard deviation of ``xs`` (per-episode values)."""
     xs = [float(x) for x in xs]
     if not xs:
         return {"mean": math.nan, "std": math.nan}
@@ -291,7 +293,7 @@ def run(args) -> dict:
     prepare_out_dir(out_dir, args.overwrite)
     steps_n = cfg.timing.episode_steps
     seeds = list(range(args.seed, args.seed + args.episodes))
-    machine = _machine()
+    machine = machine_info()
     step_rows, episode_rows, extra = [], [], {"covered": [], "evaluated": []}
     bar = None
     if not args.no_progress:
@@ -355,8 +357,8 @@ def run(args) -> dict:
         "checkpoint": args.checkpoint, "checkpoint_env": ck_env,
         "sampled": bool(args.sample),
         "subspace": getattr(policy, "subspace", None),
-        "metrics": {k: _mean_std(ep[k] for ep in episode_rows) for k in SYSTEM_METRICS},
-        "reward_sum": _mean_std(ep["reward_sum"] for ep in episode_rows),
+        "metrics": {k: mean_std(ep[k] for ep in episode_rows) for k in SYSTEM_METRICS},
+        "reward_sum": mean_std(ep["reward_sum"] for ep in episode_rows),
         "decision_time_s": {"mean": statistics.fmean(times), "median": statistics.median(times),
                             "max": max(times), "note": "wall time of act() per env (batch "
                             "time / num_envs)"},
