@@ -1,39 +1,24 @@
 """HDRL: hierarchical PPO for TN-NTN spectrum allocation (the paper's Algorithm 1), CleanRL style.
 
-Three PPO learners (satellite, HAP, local) with parameters shared within a tier (a one-hot agent id
-is appended to each input). The actors are the structured masked policies of ``tntn_env.policy``
-(shared with mappo.py and ppo_single.py): every choice scored from its own features by a network
-shared across candidates, spectrum splits decoded autoregressively. Each tier decides on its own
-time scale (``core.decides()``: satellite every delta_s = 50 steps, HAPs every delta_h = 10, local
+Three PPO learners (satellite, HAP, local), parameters shared within a tier (a one-hot agent id
+appended), actors from ``tntn_env.policy`` (shared with mappo.py and ppo_single.py). Each tier
+decides on its own time scale (``core.decides()``: satellite every 50 steps, HAPs every 10, local
 agents every step) and learns from macro-transitions: the rewards between two of its decisions,
 discounted inside the interval, form one transition, and GAE runs over macro-transitions with
-gamma^k between them (an SMDP). On steps where an upper tier decides, the tiers are sampled
-top-down inside the step (satellite, then HAPs with masks from ``core.masks_for``, then local
-agents), so no lower choice is voided.
-
-Batch: an iteration is num_envs * num_steps env steps (64 * 32 = 2048 ~ the paper's 2000). Each
-learner updates once per iteration on the macro-transitions completed in it: local ~ num_envs *
-num_steps * local agents samples, HAP ~ num_envs * num_steps / delta_h * HAPs, satellite ~ num_envs
-* num_steps / delta_s (a tier's unfinished transition carries over to the next iteration).
-Reward modes (the paper's ablation): cumulative = sum of gamma^i r_i over the interval;
-aggregative = that sum / interval length; difference = the same sum of r_i - r_i(default), where
-r_i(default) is the tier reward with this agent's allocation replaced by core.default_actions
-(equal split above, idle below), scored by core.evaluate (one what-if candidate per agent).
-A tier's action has many positions (local: N*T user slots, N power levels, U UAV moves), all
-sharing one advantage. The PPO surrogate clips each position's ratio (its conditional given the
-earlier positions), the entropy bonus is the mean per position, and target_kl compares the KL per
-position: on the joint ratio of 31 positions the clip range is left after tiny per-position
-changes and the policy barely moves (docs/learning.md). The local learner, whose batch holds
-num_agents times the env steps, runs local_update_epochs (2) epochs; the upper tiers up to the
-paper's 30, stopped early by target_kl.
+gamma^k between them (an SMDP). When an upper tier decides, the tiers are sampled top-down inside
+the step (masks from ``core.masks_for``), so no lower choice is voided. An iteration is num_envs
+* num_steps env steps (2048 ~ the paper's 2000); each learner updates once per iteration on the
+macro-transitions completed in it. Reward modes (the paper's ablation): cumulative (discounted
+sum over the interval), aggregative (that sum / interval length), difference (the sum of r_i -
+r_i(default), the default being core.default_actions for this agent, scored by core.evaluate).
+Clipping, entropy and target_kl are per action position (docs/learning.md, PPO on many
+positions); the local learner runs local_update_epochs, the upper tiers up to the paper's 30.
 
     python trainers/hdrl_ppo.py --seed 1          # then: tensorboard --logdir runs
     torchrun --standalone --nproc_per_node=2 trainers/hdrl_ppo.py --num-envs 64  # data-parallel
 
-Under torchrun (tntn_env/distributed.py) each of the W ranks steps num_envs / W envs and takes
-minibatch_size / W samples per gradient step (advantages normalised per rank's minibatch);
-gradients are averaged over the ranks (one flat all_reduce per learner and minibatch) before
-clipping. Rank 0 logs the rank means and, summed over the ranks, the infeasible and voided counts.
+Under torchrun each of the W ranks steps num_envs / W envs with minibatch_size / W samples per
+gradient step; gradients are averaged over the ranks before clipping (docs/scaling.md).
 """
 
 import os
@@ -153,7 +138,8 @@ class Args:
 
     # computed at runtime
     batch_size: int = 0
-    """env steps per iteration = num_envs * num_steps (per-learner samples: module docstring)"""
+    """env steps per iteration = num_envs * num_steps (a tier's batch: one sample per agent and
+    completed decision interval)"""
     num_iterations: int = 0
     """total_timesteps // batch_size"""
 
