@@ -1,6 +1,6 @@
 """The paper's Section 5 ablations of HDRL, one command each, each writing its own figure and table.
 
-    python -m tntn_env.experiments.ablate reward  --preset quick     # ~5 min on 2 idle CPU cores
+    python -m tntn_env.experiments.ablate reward  --preset quick     # ~2-3 min on 2 CPU cores
     python -m tntn_env.experiments.ablate lr      --preset paper --cuda
     python -m tntn_env.experiments.ablate all     --preset quick --out results/ablations
     python -m tntn_env.experiments.ablate clip    --preset quick --dry-run   # list the jobs only
@@ -71,10 +71,10 @@ Heavy files (checkpoints, TensorBoard logs, per-step CSVs) stay in ``--work`` (d
 ``runs/ablations/work``).
 
 Presets: ``tiny`` (tests; a 4-subband, 3-users-per-region, 40-step-episode network, 160 steps,
-1 seed, 2 evaluation episodes; seconds), ``quick`` (the same small network, 2 seeds x 16384 steps
-= 8 iterations of the paper's 64 x 32 batch, 8 evaluation episodes, 2 training processes at a
-time; about 4-5 min per ablation on 2 idle CPU cores, estimated from ~280 env steps/s of one
-training process at load 1; several times longer on a loaded machine, see each table's footer),
+1 seed, 2 evaluation episodes; seconds), ``quick`` (the same small network, 2 seeds x 65,536 steps
+= 32 iterations of the paper's 64 x 32 batch, 8 evaluation episodes, 2 training processes at a
+time; a few minutes per ablation on 2 CPU cores, see each table's footer for the measured wall
+time and load; at 16,384 steps the argmax policies were still below random),
 ``paper`` (the paper's network and budgets: 500k steps = 1000 episodes x 500 steps, 3 seeds, CUDA
 when available, 5 full evaluation episodes, 5 locations).
 """
@@ -162,7 +162,7 @@ class Preset:
 PRESETS = {
     "tiny": Preset("tiny", seeds=(1,), total_timesteps=160, eval_episodes=2,
                    overrides=TINY_OVERRIDES, trainer_flags=TINY_TRAINER_FLAGS),
-    "quick": Preset("quick", seeds=(1, 2), total_timesteps=16_384, eval_episodes=8,
+    "quick": Preset("quick", seeds=(1, 2), total_timesteps=65_536, eval_episodes=8,
                     overrides=TINY_OVERRIDES, elevations=(90.0, None, 50.0, 30.0)),
     "paper": Preset("paper", seeds=(1, 2, 3), total_timesteps=500_000, eval_episodes=5,
                     elevations=(90.0, None, 60.0, 45.0, 30.0), cuda=True),
@@ -738,7 +738,7 @@ class Args:
     name: Annotated[Literal[NAMES], tyro.conf.Positional]
     """ablation: reward, lr, clip, entropy, latlon, or all of them in turn"""
     preset: Literal[PRESET_NAMES] = "quick"
-    """budgets: tiny (tests), quick (~5 min each on 2 CPUs), paper"""
+    """budgets: tiny (tests), quick (~2-3 min each on 2 CPUs), paper"""
     out: str | None = None
     """deliverables folder (None: runs/ablations/<name>; with 'all': <out>/<name>)"""
     work: str = "runs/ablations/work"
