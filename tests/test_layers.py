@@ -18,7 +18,7 @@ PKG = Path(tntn_env.__file__).resolve().parent
 # config -> channel/topology -> core modules -> views; nothing here imports what sits on top
 LOWER = ("config", "rng", "channel", "topology", "state", "allocation", "checking",
          "links", "scoring", "observation", "dynamics", "kernels", "spaces", "core",
-         "pettingzoo_env", "torchrl_env", "rllib", "benchmarl", "render")
+         "results", "pettingzoo_env", "torchrl_env", "rllib", "benchmarl", "render")
 UPPER = ("baselines", "experiments", "evaluate", "demo", "policy", "runs", "trainer_files", "cli")
 
 

@@ -192,7 +192,7 @@ def evaluate(exp, seed: int = 10_000, episodes: int = 8, deterministic: bool = T
     from torchrl.envs.utils import ExplorationType, set_exploration_type
 
     from .core import SYSTEM_METRICS
-    from .evaluate import EPISODE_COLUMNS, machine_info, mean_std, prepare_out_dir
+    from .results import EPISODE_COLUMNS, machine_info, mean_std, prepare_out_dir
 
     if episodes < 1 or seed < 0:
         raise ValueError(f"episodes = {episodes}, seed = {seed}; need episodes >= 1, seed >= 0")
@@ -306,7 +306,7 @@ def main(argv=None) -> None:
     exp_over = _literal(a.experiment, "--experiment")
     eval_over = parse_overrides(",".join(a.eval_set))
     if a.eval_out is not None:
-        from .evaluate import prepare_out_dir
+        from .results import prepare_out_dir
         try:
             prepare_out_dir(Path(a.eval_out), a.overwrite)  # before hours of training
         except ValueError as e:

@@ -51,9 +51,6 @@ import csv
 import dataclasses
 import hashlib
 import json
-import math
-import os
-import platform
 import statistics
 import sys
 import time
@@ -67,15 +64,18 @@ import tyro
 from .cli import parse
 from .config import SCENARIOS, make_config, parse_overrides
 from .core import SYSTEM_METRICS, TNTNCore
+from .results import (
+    EPISODE_COLUMNS,
+    STEP_COLUMNS,
+    machine_info,
+    mean_std,
+    prepare_out_dir,
+)
 from .trainer_files import TRAINER_FILES, trainer_path
 
 PROG = "python -m tntn_env.evaluate"
 POLICIES = ("hdrl", "mappo", "ppo_single", "exhaustive", "random", "greedy")
 CHECKPOINT_TRAINERS = TRAINER_FILES  # the learned policies and their trainer files
-STEP_COLUMNS = ("episode", "step", *SYSTEM_METRICS, "decision_time_s")
-EPISODE_COLUMNS = ("episode", "seed", "steps", *SYSTEM_METRICS, "reward_sum",
-                   "decision_time_mean_s", "decision_time_max_s")
-OUT_FILES = ("steps.csv", "episodes.csv", "summary.json")
 
 
 def parse_value(text: str):
@@ -176,25 +176,6 @@ def make_policy(args):
     return baselines.ExhaustivePolicy(subspace=sub, max_candidates=args.max_candidates)
 
 
-def machine_info() -> dict:
-    """Platform, versions, cores, torch threads and load average, recorded with a result."""
-    try:
-        load = os.getloadavg()
-    except OSError:
-        load = None
-    return {"platform": platform.platform(), "python": platform.python_version(),
-            "torch": torch.__version__, "cpu_count": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(), "load_average": load}
-
-
-def mean_std(xs):
-    """Mean and population standard deviation of ``xs`` (per-episode values)."""
-    xs = [float(x) for x in xs]
-    if not xs:
-        return {"mean": math.nan, "std": math.nan}
-    return {"mean": statistics.fmean(xs), "std": statistics.pstdev(xs) if len(xs) > 1 else 0.0}
-
-
 def checkpoint_env(path) -> tuple[str, dict]:
     """(scenario, make_config overrides) a trainer checkpoint was trained on."""
     if not Path(path).is_file():
@@ -250,32 +231,6 @@ def default_out_dir(args, scenario: str) -> Path:
         digest = hashlib.sha256(ck.read_bytes()).hexdigest()[:8]
         name += f"__{ck.resolve().parent.name}-{digest}" + ("__sampled" if args.sample else "")
     return Path("runs") / "eval" / name
-
-
-def prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
-    """Create the output folder and check, before any evaluation runs, that the results can be
-    written there without replacing earlier ones (unless ``overwrite``)."""
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ValueError(f"cannot create the output folder {out_dir}: {e}") from None
-    for f in OUT_FILES:
-        if (out_dir / f).is_dir():
-            raise ValueError(f"{out_dir / f} is a folder; the results need that name for a file "
-                             "(choose another --out)")
-    held = [f for f in OUT_FILES if (out_dir / f).exists()]
-    if held and not overwrite:
-        raise ValueError(f"the output folder {out_dir} already holds results ({', '.join(held)}); "
-                         "pass --overwrite to replace them, or choose another --out")
-    try:
-        with open(out_dir / f".write_check_{os.getpid()}", "w") as f:
-            f.write("x")
-        os.remove(out_dir / f".write_check_{os.getpid()}")
-        for name in held:
-            with open(out_dir / name, "a"):
-                pass
-    except OSError as e:
-        raise ValueError(f"the output folder {out_dir} is not writable: {e}") from None
 
 
 def run(args) -> dict:
