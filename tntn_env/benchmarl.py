@@ -280,9 +280,10 @@ def _literal(items: list[str], flag: str) -> dict:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m tntn_env.benchmarl", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--algorithm", default="mappo", choices=["mappo", "ippo"])
-    p.add_argument("--scenario", default="sag", choices=["sag", "ag", "uav"])
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--algorithm", default=None, choices=["mappo", "ippo"],
+                   help="default mappo")
+    p.add_argument("--scenario", default=None, choices=["sag", "ag", "uav"], help="default sag")
+    p.add_argument("--seed", type=int, default=None, help="default 0")
     p.add_argument("--frames", type=int, default=None, help="max_n_frames (env steps x envs)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="config override of the env (repeatable)")
@@ -291,7 +292,7 @@ def main(argv=None) -> None:
     p.add_argument("--save-folder", default=None)
     p.add_argument("--restore", default=None, metavar="CHECKPOINT",
                    help="no training: reload this BenchMARL checkpoint (its config.pkl two "
-                        "folders up) and evaluate it; the task flags are the checkpoint's")
+                        "folders up) and evaluate it; task and training flags are refused")
     p.add_argument("--eval-episodes", type=int, default=0,
                    help="after training: evaluate over this many episodes, seeds from --eval-seed")
     p.add_argument("--eval-seed", type=int, default=10_000)
@@ -311,17 +312,25 @@ def main(argv=None) -> None:
             prepare_out_dir(Path(a.eval_out), a.overwrite)  # before hours of training
         except ValueError as e:
             raise SystemExit(f"--eval-out: {e}") from None
+    scratch = None
     if a.restore is not None:
         from benchmarl.experiment import Experiment
 
         if not a.eval_episodes:
             raise SystemExit("--restore evaluates a checkpoint: give --eval-episodes N")
+        given = [f"--{k.replace('_', '-')}" for k in ("algorithm", "scenario", "seed", "frames",
+                                                       "set", "experiment", "save_folder")
+                 if getattr(a, k) not in (None, [])]
+        if given:
+            raise SystemExit(f"--restore takes the task, algorithm and settings from the "
+                             f"checkpoint's config.pkl; drop {', '.join(given)} (--eval-set "
+                             "changes the evaluation's environment)")
         scratch = tempfile.mkdtemp(prefix="tntn-benchmarl-")  # BenchMARL writes its folder here
         exp = Experiment.reload_from_file(a.restore, experiment_patch={
             "loggers": [], "create_json": False, "save_folder": scratch})
         start = time.time()
     else:
-        exp = experiment(a.algorithm, a.scenario, a.seed, a.frames,
+        exp = experiment(a.algorithm or "mappo", a.scenario or "sag", a.seed or 0, a.frames,
                          parse_overrides(",".join(a.set)), exp_over, a.save_folder)
         start = time.time()
         exp.run()
@@ -332,10 +341,14 @@ def main(argv=None) -> None:
                "experiment_overrides": exp_over, "restored": a.restore,
                "frames": exp.total_frames, "train_wall_s": None if a.restore
                else round(time.time() - start, 1), "torch_threads": torch.get_num_threads()}
-    if a.eval_episodes:
-        summary["evaluation"] = evaluate(exp, a.eval_seed, a.eval_episodes, overrides=eval_over,
-                                         out=a.eval_out, overwrite=a.overwrite,
-                                         checkpoint=a.restore)
+    try:
+        if a.eval_episodes:
+            summary["evaluation"] = evaluate(exp, a.eval_seed, a.eval_episodes,
+                                             overrides=eval_over, out=a.eval_out,
+                                             overwrite=a.overwrite, checkpoint=a.restore)
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
     print(json.dumps(summary, indent=1))
     if a.summary:
         with open(a.summary, "w") as f:
