@@ -265,11 +265,15 @@ def slim_checkpoint(src: str | Path, dst: str | Path) -> Path:
 
 
 def _literal(items: list[str], flag: str) -> dict:
+    """``KEY=VALUE`` items as a dict, values Python literals (lists stay lists, as
+    ``ExperimentConfig`` wants them) or else strings; a repeated key is refused."""
     out = {}
     for kv in items:
         k, sep, v = kv.partition("=")
         if not sep or not k:
             raise SystemExit(f"{flag} {kv!r}: expected KEY=VALUE")
+        if k in out:
+            raise SystemExit(f"{flag} {k}: given twice; give each key once")
         try:
             out[k] = ast.literal_eval(v)
         except (ValueError, SyntaxError):

@@ -107,6 +107,8 @@ def test_benchmarl_checkpoint_is_evaluated_like_the_other_policies(tmp_path):
     assert (out / "episodes.csv").read_text().count("\n") == 3
     with pytest.raises(SystemExit, match="overwrite"):  # results are never replaced silently
         main(["--restore", str(ckpt), "--eval-episodes", "2", "--eval-out", str(out)])
+    with pytest.raises(SystemExit, match="--experiment lr: given twice"):  # none silently lost
+        main(["--experiment", "lr=1e-3", "--experiment", "lr=1e-4", "--frames", "160"])
     with pytest.raises(SystemExit, match="drop --scenario, --set"):  # not silently ignored
         main(["--restore", str(ckpt), "--eval-episodes", "2", "--scenario", "ag",
               "--set", "num_subbands=4"])
